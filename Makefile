@@ -1,0 +1,30 @@
+# make run: set up .venv if needed, then quantize the sample images in examples/.
+# make test: set up .venv if needed, then ruff and pytest.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.gpupix-installed
+
+.PHONY: run test bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,report]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/gpupix run configs/quantize.yaml
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_quantize.py
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,62 @@
+"""The one interface every backend implements.
+
+Ops receive a backend and take ``xp = backend.xp`` first; only the calls below differ between
+libraries (scikit-learn/SciPy on the CPU, cuML/CuPy on the GPU).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+Array = Any  # an array of ``backend.xp``: numpy.ndarray on cpu, cupy.ndarray on cuda
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    xp: ModuleType
+
+    @classmethod
+    def available(cls) -> bool:
+        """True when this backend can run here; never raises."""
+        ...
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why ``available()`` is False, in words a user can act on; None when it is True."""
+        ...
+
+    def describe(self) -> dict[str, str]:
+        """Library versions and device name, for summary.json and ``gpupix info``."""
+        ...
+
+    def to_device(self, a: np.ndarray) -> Array: ...
+
+    def to_host(self, x: Array) -> np.ndarray: ...
+
+    def kmeans(
+        self,
+        X: Array,
+        *,
+        n_clusters: int,
+        sample_weight: Array | None = None,
+        seed: int = 0,
+        max_iter: int = 100,
+        init: Array | None = None,
+    ) -> tuple[Array, Array]:
+        """Weighted K-means. Returns ``(centers (k, d) float32, labels (n,) int32)``."""
+        ...
+
+    def kneighbors(self, fit_X: Array, query_X: Array, *, k: int) -> tuple[Array, Array]:
+        """Exact Euclidean k nearest neighbours of each query row among ``fit_X`` rows.
+
+        Returns ``(distances (m, k) float32, indices (m, k) int64)``, nearest first.
+        """
+        ...
+
+    def synchronize(self) -> None:
+        """Wait for queued device work, so timings are honest."""
+        ...

@@ -1,0 +1,182 @@
+"""The ``gpupix`` command: parse, call the pipeline, map GpupixError to an exit code."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gpupix.errors import BackendUnavailableError, ConfigError, GpupixError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Batch image engine: palettes, inpainting, denoising; GPU or CPU.")
+
+BackendOption = Annotated[str | None, typer.Option(
+    "--backend", help="auto | cpu | cuda (overrides the config's backend)")]
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a config value: key.path=value (repeatable)")]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _load(config: Path, backend: str | None, overrides: list[str] | None):
+    from gpupix.config import load_config
+
+    assignments = list(overrides or [])
+    if backend is not None:
+        assignments.append(f"backend={backend}")
+    return load_config(config, assignments)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="YAML job file")],
+    backend: BackendOption = None,
+    overrides: SetOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary")
+                     ] = False,
+) -> None:
+    """Run a job: stream the input images through a backend into the output folder."""
+    from gpupix.backends import get_backend
+    from gpupix.pipeline import run_job
+
+    try:
+        job_config = _load(config, backend, overrides)
+        chosen = get_backend(job_config.backend)
+        reporter = None if quiet else _progress_reporter()
+        try:
+            result = run_job(job_config, chosen, reporter=reporter)
+        finally:
+            if reporter is not None:
+                reporter.stop()
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    except BackendUnavailableError as exc:
+        raise _fail(str(exc), 2) from None
+    except GpupixError as exc:
+        raise _fail(str(exc), 1) from None
+    if not quiet:
+        _print_summary(result)
+    else:
+        for row in result.rows:
+            if row["status"] == "failed":
+                typer.echo(f"failed: {row['error']}", err=True)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def validate(
+    config: Annotated[Path, typer.Argument(help="YAML job file")],
+    overrides: SetOption = None,
+) -> None:
+    """Check a job file without touching any image."""
+    try:
+        job_config = _load(config, None, overrides)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    typer.echo(f"{config}: valid {job_config.job} job")
+
+
+@app.command()
+def info() -> None:
+    """Versions, and which backends can run here (and why not)."""
+    import gpupix
+    from gpupix.backends import backend_status, get_backend
+
+    typer.echo(f"gpupix {gpupix.__version__} (Python {sys.version.split()[0]})")
+    for name, reason in backend_status().items():
+        typer.echo(f"  backend {name}: {'usable' if reason is None else 'unusable: ' + reason}")
+    typer.echo(f"  backend auto -> {get_backend('auto').name}")
+    for key, value in get_backend("cpu").describe().items():
+        typer.echo(f"  {key}: {value}")
+
+
+class _RichReporter:
+    """A rich progress bar: images done / total, images per second, failures so far."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[failed]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+        )
+        self.task = None
+        self.failed = 0
+        self.done = 0
+        self.started = 0.0
+
+    def start(self, total: int) -> None:
+        import time
+
+        self.started = time.perf_counter()
+        self.progress.start()
+        self.task = self.progress.add_task("images", total=total, rate="", failed="")
+
+    def advance(self, row: dict) -> None:
+        import time
+
+        self.done += 1
+        self.failed += row["status"] == "failed"
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        self.progress.update(self.task, advance=1, rate=f"{self.done / elapsed:.1f} img/s",
+                             failed=f"[red]{self.failed} failed" if self.failed else "")
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _progress_reporter() -> _RichReporter:
+    return _RichReporter()
+
+
+def _print_summary(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    summary = result.summary
+    console = Console()
+    counts = summary["counts"]
+    table = Table(title=f"gpupix {summary['job']}: {summary['images']} images "
+                  f"in {summary['wall_seconds']:.2f}s on {summary['backend']['device']}",
+                  show_header=False)
+    table.add_row("ok / skipped / failed",
+                  f"{counts['ok']} / {counts['skipped']} / {counts['failed']}")
+    if summary["images_per_second"]:
+        table.add_row("throughput", f"{summary['images_per_second']:.2f} images/s")
+    totals = summary["totals"]
+    if totals["bytes_in"]:
+        table.add_row("bytes in -> out", f"{totals['bytes_in']:,} -> {totals['bytes_out']:,} "
+                      f"({totals['bytes_out'] / totals['bytes_in']:.1%})")
+    for key in ("psnr", "delta_e", "ssim", "rmse", "colours_out"):
+        if key in summary["means"]:
+            table.add_row(f"mean {key}", f"{summary['means'][key]:.4g}")
+    table.add_row("output", str(result.output_dir))
+    console.print(table)
+    for failure in summary["failures"][:10]:
+        console.print(f"[red]failed[/red] {failure['error']}", highlight=False)
+    if len(summary["failures"]) > 10:
+        console.print(f"... and {len(summary['failures']) - 10} more in metrics.jsonl")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    logging.basicConfig(level=logging.WARNING)
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

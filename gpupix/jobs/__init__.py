@@ -1,0 +1,15 @@
+"""Job registry: the name in ``job:`` -> the class that runs one image of it."""
+
+from __future__ import annotations
+
+from gpupix.config import JobConfig
+from gpupix.jobs.base import Job, Processed
+from gpupix.jobs.quantize import QuantizeJob
+
+__all__ = ["Job", "Processed", "JOBS", "make_job"]
+
+JOBS: dict[str, type] = {"quantize": QuantizeJob}
+
+
+def make_job(config: JobConfig) -> Job:
+    return JOBS[config.job](config)

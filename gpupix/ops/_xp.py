@@ -1,0 +1,43 @@
+"""Small array-API helpers shared by the ops (namespace, device-aware constants, bincount)."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from array_api_compat import array_namespace, device
+
+__all__ = ["array_namespace", "constant", "bincount"]
+
+
+def constant(xp: ModuleType, like: Any, values: Any, dtype: Any = None) -> Any:
+    """``values`` as an array of ``xp`` on the same device as ``like``."""
+    return xp.asarray(values, dtype=dtype or xp.float32, device=device(like))
+
+
+def bincount(xp: ModuleType, codes: Any, *, minlength: int, weights: Any = None) -> Any:
+    """Sum of ``weights`` (or 1) per integer code in ``0..minlength-1``; float64 if weighted.
+
+    The array API has no scatter-add, so libraries that have ``bincount`` (NumPy, CuPy) use
+    it; any other namespace takes a sort-based route that uses only the standard.
+    """
+    native = getattr(xp, "bincount", None)
+    if native is not None:
+        return native(codes, weights=weights, minlength=minlength)
+    values, inverse = xp.unique_inverse(codes)
+    dtype = xp.float64 if weights is not None else xp.int64
+    if weights is None:
+        sums = xp.astype(xp.unique_counts(codes)[1], dtype)
+    else:
+        order = xp.argsort(xp.reshape(inverse, (-1,)), stable=True)
+        sorted_weights = xp.take(xp.astype(weights, dtype), order)
+        cumulative = xp.cumulative_sum(sorted_weights, include_initial=True)
+        ends = xp.cumulative_sum(xp.unique_counts(codes)[1])
+        starts = ends - xp.unique_counts(codes)[1]
+        sums = xp.take(cumulative, ends) - xp.take(cumulative, starts)
+    # scatter the per-value sums to their codes with a gather: searchsorted + where
+    every_code = xp.arange(minlength, dtype=values.dtype, device=device(codes))
+    position = xp.searchsorted(values, every_code)
+    position = xp.clip(position, max=values.shape[0] - 1)
+    present = xp.take(values, position) == every_code
+    return xp.where(present, xp.take(sums, position), xp.zeros_like(xp.take(sums, position)))

@@ -1,0 +1,169 @@
+"""run_job(config, backend, executor): the whole job, knowing no CLI and no YAML.
+
+It plans the work (inputs -> outputs, skips for resume, duplicate names), hands the rest to
+an executor, streams one metrics row per image into ``metrics.jsonl`` and ends with
+``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gpupix
+from gpupix.backends import Backend, get_backend
+from gpupix.config import JobConfig
+from gpupix.errors import ConfigError
+from gpupix.executors.local import LocalExecutor, Row, failed_row
+from gpupix.io import InputItem, discover, remove_stale_temporaries, write_atomic
+from gpupix.jobs import make_job
+
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+
+
+class Reporter:
+    """Progress callbacks; the CLI passes a rich progress bar, tests and libraries pass none."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, row: Row) -> None: ...
+
+
+@dataclass
+class RunSummary:
+    rows: list[Row]
+    summary: dict[str, Any]
+    output_dir: Path
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every image is done (ok or skipped), 1 when any failed."""
+        return 1 if self.counts.get("failed", 0) else 0
+
+
+def read_rows(path: Path) -> list[Row]:
+    """Rows of a metrics.jsonl; a torn last line (a killed run) is ignored."""
+    rows: list[Row] = []
+    if not path.is_file():
+        return rows
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "input" in row:
+            rows.append(row)
+    return rows
+
+
+def prepare_output_dir(config: JobConfig) -> Path:
+    output_dir = Path(config.output.dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"output.dir: {str(output_dir)!r} exists and is not a directory")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"output.dir: cannot create {str(output_dir)!r} ({exc})") from None
+    remove_stale_temporaries(output_dir)
+    return output_dir
+
+
+def plan(items: list[InputItem], outputs_of: Callable[[InputItem], list[Path]],
+         output_dir: Path, *, overwrite: bool, previous: dict[str, Row]
+         ) -> tuple[list[tuple[InputItem, list[Path]]], list[Row]]:
+    """Split items into work to do and rows already settled (skipped, or duplicate names)."""
+    work: list[tuple[InputItem, list[Path]]] = []
+    settled: list[Row] = []
+    claimed: dict[Path, InputItem] = {}
+    for item in items:
+        outputs = [output_dir / relative for relative in outputs_of(item)]
+        clash = next((claimed[p] for p in outputs if p in claimed), None)
+        if clash is not None:
+            settled.append(failed_row(item, outputs, f"{item.path}: output {outputs[0]} is "
+                                      f"already the output of {clash.path}; rename one input"))
+            continue
+        claimed.update({p: item for p in outputs})
+        if not overwrite and all(p.exists() for p in outputs):
+            row = dict(previous.get(str(item.path), {}))
+            row.update({"input": str(item.path), "output": str(outputs[0]),
+                        "status": "skipped", "error": None})
+            settled.append(row)
+        else:
+            work.append((item, outputs))
+    return work, settled
+
+
+def summarize(config: JobConfig, rows: list[Row], backend: Backend, wall_seconds: float
+              ) -> dict[str, Any]:
+    counts = {status: sum(r["status"] == status for r in rows)
+              for status in ("ok", "skipped", "failed")}
+    done = [r for r in rows if r["status"] == "ok"]
+    means: dict[str, float] = {}
+    numeric = sorted({k for r in done for k, v in r.items()
+                      if isinstance(v, int | float) and not isinstance(v, bool)})
+    for key in numeric:
+        values = [r[key] for r in done if isinstance(r.get(key), int | float)
+                  and math.isfinite(r[key])]
+        if values:
+            means[key] = round(sum(values) / len(values), 4)
+    pixels = sum(r.get("width", 0) * r.get("height", 0) for r in done)
+    return {
+        "job": config.job,
+        "images": len(rows),
+        "counts": counts,
+        "failures": [{"input": r["input"], "error": r["error"]} for r in rows
+                     if r["status"] == "failed"],
+        "means": means,
+        "totals": {"bytes_in": sum(r.get("bytes_in", 0) for r in done),
+                   "bytes_out": sum(r.get("bytes_out", 0) for r in done),
+                   "pixels": pixels},
+        "wall_seconds": round(wall_seconds, 3),
+        "images_per_second": round(len(done) / wall_seconds, 3) if wall_seconds > 0 else None,
+        "backend": backend.describe(),
+        "versions": {"gpupix": gpupix.__version__, "python": platform.python_version()},
+        "config": config.model_dump(mode="json"),
+    }
+
+
+def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = None,
+            reporter: Reporter | None = None) -> RunSummary:
+    """Run ``config`` over its inputs; rows for every input end up in metrics.jsonl."""
+    started = time.perf_counter()
+    reporter = reporter or Reporter()
+    backend = backend or get_backend(config.backend)
+    job = make_job(config)
+    items = discover(config.input.paths, recursive=config.input.recursive)
+    output_dir = prepare_output_dir(config)
+    metrics_path = output_dir / METRICS_FILE
+    previous = {row["input"]: row for row in read_rows(metrics_path)
+                if row.get("status") in ("ok", "skipped")}
+    work, settled = plan(items, job.output_relatives, output_dir,
+                         overwrite=config.output.overwrite, previous=previous)
+    executor = executor or LocalExecutor(batch_size=config.batch.size,
+                                         prefetch=config.batch.prefetch,
+                                         io_workers=config.batch.io_workers)
+    reporter.start(len(items))
+    rows_by_input: dict[str, Row] = {}
+    with metrics_path.open("a", encoding="utf-8") as stream:
+        for row in settled:
+            rows_by_input[row["input"] + "\0" + row["output"]] = row
+            reporter.advance(row)
+        for row in executor.run(work, job, backend):
+            rows_by_input[row["input"] + "\0" + row["output"]] = row
+            stream.write(json.dumps(row) + "\n")  # one write per row: a kill tears one line
+            stream.flush()
+            reporter.advance(row)
+    rows = sorted(rows_by_input.values(), key=lambda r: (r["output"], r["input"]))
+    write_atomic(metrics_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    summary = summarize(config, rows, backend, time.perf_counter() - started)
+    write_atomic(output_dir / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
+    return RunSummary(rows=rows, summary=summary, output_dir=output_dir,
+                      counts=summary["counts"])

@@ -1,0 +1,67 @@
+"""Shared fixtures: backends (cpu, cuda when usable), array namespaces, synthetic images."""
+
+from __future__ import annotations
+
+import array_api_compat.numpy as xp_numpy
+import array_api_strict
+import numpy as np
+import pytest
+
+from gpupix.backends import CpuBackend, CudaBackend
+from tests.backends.standins import StrictBackend
+
+
+def _cuda_param():
+    reason = CudaBackend.unavailable_reason()
+    marks = [pytest.mark.gpu]
+    if reason is not None:
+        marks.append(pytest.mark.skip(reason=f"cuda backend unusable: {reason}"))
+    return pytest.param("cuda", marks=marks)
+
+
+@pytest.fixture(params=["cpu", _cuda_param()])
+def backend(request):
+    """Every real backend; cuda skips with the reason when no GPU stack answers."""
+    return CpuBackend() if request.param == "cpu" else CudaBackend()
+
+
+@pytest.fixture(params=["cpu", "strict", _cuda_param()])
+def any_backend(request):
+    """Real backends plus the array_api_strict one, for ops that must not lean on NumPy."""
+    if request.param == "cpu":
+        return CpuBackend()
+    if request.param == "strict":
+        return StrictBackend()
+    return CudaBackend()
+
+
+@pytest.fixture(params=["numpy", "strict"])
+def xp(request):
+    return xp_numpy if request.param == "numpy" else array_api_strict
+
+
+def gradient_image(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
+    """A smooth colour gradient with mild noise: many distinct colours."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([255 * x / max(width - 1, 1), 255 * y / max(height - 1, 1),
+                      128 + 100 * np.sin(x / 7.0) * np.cos(y / 5.0)], axis=-1)
+    image += rng.normal(0, 4, image.shape)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def few_colour_image(colours: int = 5, height: int = 40, width: int = 40, seed: int = 1
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """An image made of exactly ``colours`` distinct colours, and that palette."""
+    rng = np.random.default_rng(seed)
+    palette = rng.choice(256, size=(colours, 3)).astype(np.uint8)
+    while len(np.unique(palette, axis=0)) < colours:
+        palette = rng.choice(256, size=(colours, 3)).astype(np.uint8)
+    labels = rng.integers(0, colours, size=(height, width))
+    labels.ravel()[:colours] = np.arange(colours)  # every colour present
+    return palette[labels], palette
+
+
+@pytest.fixture
+def gradient():
+    return gradient_image()

@@ -1,0 +1,153 @@
+"""End to end through the typer app: every config in configs/, exit codes, resume."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from gpupix.cli import app
+from tests.conftest import gradient_image
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def rows(out_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def make_job(tmp_path: Path, images: int = 3, **quantize) -> Path:
+    source = tmp_path / "images"
+    source.mkdir(exist_ok=True)
+    for i in range(images):
+        Image.fromarray(gradient_image(24 + i, 32, seed=i)).save(source / f"img{i}.png")
+    config = {"job": "quantize", "input": {"paths": ["images"]}, "output": {"dir": "out"},
+              "backend": "cpu", "quantize": {"k": 8, **quantize},
+              "metrics": ["psnr", "delta_e", "ssim"]}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_runs(tmp_path, config):
+    data = yaml.safe_load(config.read_text())
+    # run on a copy of the examples so outputs land in tmp_path
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    data["input"]["paths"] = [str(tmp_path / "examples")]
+    data["output"]["dir"] = str(tmp_path / "out")
+    job = tmp_path / config.name
+    job.write_text(yaml.safe_dump(data))
+    result = runner.invoke(app, ["run", str(job), "--backend", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    got = rows(tmp_path / "out")
+    assert got and all(r["status"] == "ok" for r in got)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["counts"]["ok"] == len(got)
+
+
+def test_quantize_outputs_palette_pngs_with_metrics(tmp_path):
+    result = runner.invoke(app, ["run", str(make_job(tmp_path)), "--quiet"])
+    assert result.exit_code == 0, result.output
+    for row in rows(tmp_path / "out"):
+        assert row["status"] == "ok" and row["colours_out"] <= 8
+        assert row["psnr"] > 15 and 0 < row["ssim"] <= 1 and row["delta_e"] > 0
+        assert row["unique_colours_in"] > 8 and row["bytes_out"] > 0
+        output = Image.open(row["output"])
+        assert output.mode == "P" and output.size == (32, row["height"])
+
+
+def test_progress_and_summary_are_printed(tmp_path):
+    result = runner.invoke(app, ["run", str(make_job(tmp_path))])
+    assert result.exit_code == 0
+    assert "ok / skipped / failed" in result.output and "3 / 0 / 0" in result.output
+
+
+def test_a_bad_image_fails_alone_with_exit_1(tmp_path):
+    job = make_job(tmp_path)
+    (tmp_path / "images" / "broken.png").write_bytes(b"not an image at all")
+    result = runner.invoke(app, ["run", str(job), "--quiet"])
+    assert result.exit_code == 1
+    by_name = {Path(r["input"]).name: r for r in rows(tmp_path / "out")}
+    assert by_name["broken.png"]["status"] == "failed"
+    assert "broken.png" in by_name["broken.png"]["error"]
+    assert sum(r["status"] == "ok" for r in by_name.values()) == 3
+    assert "broken.png" in result.output
+
+
+def test_rerun_resumes_and_overwrite_redoes(tmp_path):
+    job = make_job(tmp_path)
+    assert runner.invoke(app, ["run", str(job), "--quiet"]).exit_code == 0
+    first = {r["input"]: r for r in rows(tmp_path / "out")}
+    (tmp_path / "out" / "img1.png").unlink()
+    assert runner.invoke(app, ["run", str(job), "--quiet"]).exit_code == 0
+    second = {r["input"]: r for r in rows(tmp_path / "out")}
+    statuses = sorted(r["status"] for r in second.values())
+    assert statuses == ["ok", "skipped", "skipped"]
+    redone = next(r for r in second.values() if r["status"] == "ok")
+    assert redone["input"].endswith("img1.png")
+    skipped = next(r for r in second.values() if r["status"] == "skipped")
+    assert skipped["psnr"] == first[skipped["input"]]["psnr"]  # earlier metrics are kept
+    result = runner.invoke(app, ["run", str(job), "--quiet", "--set", "output.overwrite=true"])
+    assert result.exit_code == 0
+    assert all(r["status"] == "ok" for r in rows(tmp_path / "out"))
+
+
+def test_outputs_are_deterministic(tmp_path):
+    job = make_job(tmp_path)
+    runner.invoke(app, ["run", str(job), "--quiet"])
+    first = (tmp_path / "out" / "img0.png").read_bytes()
+    runner.invoke(app, ["run", str(job), "--quiet", "--set", "output.overwrite=true",
+                        "--set", "batch.io_workers=1", "--set", "batch.size=1"])
+    assert (tmp_path / "out" / "img0.png").read_bytes() == first
+
+
+def test_transparency_is_kept(tmp_path):
+    job = make_job(tmp_path, images=0)
+    rgba = np.dstack([gradient_image(20, 20), np.full((20, 20), 255, np.uint8)])
+    rgba[:5, :, 3] = 0
+    Image.fromarray(rgba).save(tmp_path / "images" / "alpha.png")
+    assert runner.invoke(app, ["run", str(job), "--quiet"]).exit_code == 0
+    out = np.asarray(Image.open(tmp_path / "out" / "alpha.png").convert("RGBA"))
+    assert (out[:5, :, 3] == 0).all() and (out[5:, :, 3] == 255).all()
+    assert rows(tmp_path / "out")[0]["colours_out"] <= 8
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "quantize.k=1000"], "quantize.k: must be 2..256"),
+    (["--set", "bogus"], "expected key.path=value"),
+    (["--backend", "gpu"], "backend"),
+])
+def test_invalid_command_lines_exit_2_with_one_line(tmp_path, args, message):
+    result = runner.invoke(app, ["run", str(make_job(tmp_path)), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_missing_input_is_a_config_error(tmp_path):
+    job = make_job(tmp_path)
+    result = runner.invoke(app, ["run", str(job), "--set", "input.paths=[nowhere]"])
+    assert result.exit_code == 2 and "input.paths[0]" in result.output
+
+
+def test_output_dir_that_is_a_file_is_refused(tmp_path):
+    job = make_job(tmp_path)
+    (tmp_path / "out").write_text("a file")
+    result = runner.invoke(app, ["run", str(job)])
+    assert result.exit_code == 2 and "output.dir" in result.output
+
+
+def test_validate_and_info(tmp_path):
+    job = make_job(tmp_path)
+    assert runner.invoke(app, ["validate", str(job)]).exit_code == 0
+    bad = runner.invoke(app, ["validate", str(job), "--set", "quantize.k=1"])
+    assert bad.exit_code == 2 and "quantize.k" in bad.output
+    info = runner.invoke(app, ["info"])
+    assert info.exit_code == 0 and "backend cpu: usable" in info.output
+    assert "backend cuda:" in info.output
