@@ -43,7 +43,7 @@ class BatchConfig(Section):
 
 class QuantizeConfig(Section):
     k: int = 16
-    color_space: Literal["rgb", "lab", "oklab"] = "oklab"
+    color_space: Literal["rgb", "lab", "oklab", "rgb_lab"] = "rgb_lab"
     max_iter: int = Field(100, ge=1, le=10_000)
 
     @field_validator("k")

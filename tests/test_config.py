@@ -19,7 +19,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_and_relative_paths(tmp_path):
     config = load_config(write(tmp_path, BASE))
-    assert config.quantize.k == 16 and config.quantize.color_space == "oklab"
+    assert config.quantize.k == 16 and config.quantize.color_space == "rgb_lab"
     assert config.input.paths == (str(tmp_path / "images"),)
     assert config.output.dir == str(tmp_path / "out")
     assert config.backend == "auto" and config.batch.size == 16

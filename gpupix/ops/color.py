@@ -11,7 +11,12 @@ from typing import Any, Literal
 
 from gpupix.ops._xp import array_namespace, constant
 
-ColorSpace = Literal["rgb", "lab", "oklab"]
+ColorSpace = Literal["rgb", "lab", "oklab", "rgb_lab"]
+
+# rgb_lab: sRGB coordinates plus CIELAB ones scaled so that squared distances add
+# HYBRID_LAB_WEIGHT x the CIELAB distance to the sRGB one. K-means there keeps the PSNR of
+# fitting in sRGB while moving its errors to where CIEDE2000 minds them less.
+HYBRID_LAB_WEIGHT = 0.5
 
 _LINEAR_TO_LMS = [
     [0.4122214708, 0.5363325363, 0.0514459929],
@@ -120,15 +125,21 @@ _BACKWARD = {"lab": lab_to_rgb, "oklab": oklab_to_rgb}
 
 
 def rgb_to_space(rgb: Any, space: ColorSpace) -> Any:
-    """sRGB 0..255 -> ``space``; ``rgb`` is returned as float."""
-    return _as_float(rgb) if space == "rgb" else _FORWARD[space](rgb)
+    """sRGB 0..255 ``(..., 3)`` -> ``space`` (``(..., 6)`` for rgb_lab); rgb is made float."""
+    if space == "rgb":
+        return _as_float(rgb)
+    if space == "rgb_lab":
+        xp = array_namespace(rgb)
+        rgb = _as_float(rgb)
+        return xp.concat([rgb, rgb_to_lab(rgb) * math.sqrt(HYBRID_LAB_WEIGHT)], axis=-1)
+    return _FORWARD[space](rgb)
 
 
 def space_to_rgb(values: Any, space: ColorSpace) -> Any:
     """``space`` -> sRGB 0..255 float, clipped to the gamut."""
-    if space == "rgb":
+    if space in ("rgb", "rgb_lab"):  # rgb_lab keeps sRGB in its first three coordinates
         xp = array_namespace(values)
-        return xp.clip(_as_float(values), 0.0, 255.0)
+        return xp.clip(_as_float(values[..., :3]), 0.0, 255.0)
     return _BACKWARD[space](values)
 
 

@@ -48,7 +48,7 @@ def test_fewer_colours_than_k_is_lossless(any_backend, colours):
 
 
 @pytest.mark.parametrize("k", [2, 16, 256])
-@pytest.mark.parametrize("space", ["rgb", "lab", "oklab"])
+@pytest.mark.parametrize("space", ["rgb", "lab", "oklab", "rgb_lab"])
 def test_output_shapes_and_palette_size(any_backend, k, space):
     image = gradient_image(40, 40)
     palette, indices = _run(any_backend, image, k=k, color_space=space)
