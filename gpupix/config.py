@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gpupix.errors import ConfigError
 
 MetricName = Literal["psnr", "rmse", "delta_e", "ssim"]
-JOB_SECTIONS = ("quantize",)
+JOB_SECTIONS = ("quantize", "fit_denoiser", "denoise")
 
 
 class Section(BaseModel):
@@ -54,8 +54,90 @@ class QuantizeConfig(Section):
         return k
 
 
+class NoiseConfig(Section):
+    """A noise model (gpupix/ops/noise.py): what fit_denoiser trains against, or what
+    denoise simulates on clean inputs to score itself."""
+
+    kind: Literal["gaussian", "uniform", "salt_pepper"] = "gaussian"
+    sigma: float = Field(25.0, gt=0, le=255)
+    low: int = Field(0, ge=-255, le=1000)
+    high: int = Field(500, ge=-254, le=1001)
+    amount: float = Field(0.05, gt=0, le=1)
+    clip: bool = True
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> NoiseConfig:
+        if self.low >= self.high:
+            raise ValueError(f"noise.low ({self.low}) must be below noise.high ({self.high}); "
+                             "uniform noise is drawn from low..high-1")
+        return self
+
+
+def _odd(value: int) -> int:
+    if value % 2 == 0:
+        raise ValueError(f"must be odd (a patch or window has a centre pixel), got {value}")
+    return value
+
+
+class FitDenoiserConfig(Section):
+    kind: Literal["whole", "patch"] = "whole"
+    noise: NoiseConfig = NoiseConfig()
+    clean: str | None = None          # paired mode: folder of clean images named as the inputs
+    copies: int = Field(4, ge=1, le=64)
+    patch: int = Field(5, ge=1, le=15)
+    samples: int = Field(200_000, ge=100, le=20_000_000)
+    components: int | None = Field(64, ge=1, le=4096)
+    k: int = Field(30, ge=1, le=1000)
+    weights: Literal["uniform", "distance", "gaussian"] = "gaussian"
+    h: float = Field(0.25, gt=0, le=100)
+    ridge: float = Field(1e-3, ge=0, le=100)
+    holdout: float = Field(0.2, ge=0, lt=1)
+    model: str = "model.npz"
+
+    @field_validator("patch")
+    @classmethod
+    def _patch_is_odd(cls, value: int) -> int:
+        return _odd(value)
+
+    @field_validator("model")
+    @classmethod
+    def _plain_file_name(cls, name: str) -> str:
+        if not name.endswith(".npz") or "/" in name or "\\" in name:
+            raise ValueError(f"must be a file name ending in .npz (written in output.dir), "
+                             f"got {name!r}")
+        return name
+
+
+class DenoiseConfig(Section):
+    method: Literal["self", "model"] = "self"
+    model: str | None = None          # method model: a .npz written by fit_denoiser
+    noise: NoiseConfig | None = None  # corrupt the (clean) inputs first, then score the result
+    k: int | None = Field(None, ge=1, le=1000)
+    patch: int = Field(3, ge=1, le=15)
+    window: int = Field(7, ge=3, le=41)
+    components: int = Field(4, ge=1, le=64)
+    h: float = Field(1.0, gt=0, le=100)
+    sigma: float | None = Field(None, gt=0, le=255)
+    tile: int = Field(128, ge=16, le=8192)
+    batch: int = Field(65536, ge=256, le=16_777_216)
+
+    @field_validator("patch", "window")
+    @classmethod
+    def _patch_is_odd(cls, value: int) -> int:
+        return _odd(value)
+
+    @model_validator(mode="after")
+    def _model_for_method(self) -> DenoiseConfig:
+        if self.method == "model" and not self.model:
+            raise ValueError("method 'model' needs denoise.model: path to a fit_denoiser .npz")
+        if self.method == "self" and self.model:
+            raise ValueError("denoise.model is given but method is 'self'; "
+                             "use method: model to use it")
+        return self
+
+
 class JobConfig(Section):
-    job: Literal["quantize"]
+    job: Literal["quantize", "fit_denoiser", "denoise"]
     input: InputConfig
     output: OutputConfig
     backend: Literal["auto", "cpu", "cuda"] = "auto"
@@ -63,6 +145,8 @@ class JobConfig(Section):
     seed: int = Field(0, ge=0, le=2**32 - 1)
     metrics: tuple[MetricName, ...] = ("psnr", "delta_e", "ssim")
     quantize: QuantizeConfig | None = None
+    fit_denoiser: FitDenoiserConfig | None = None
+    denoise: DenoiseConfig | None = None
 
     @model_validator(mode="after")
     def _one_job_section(self) -> JobConfig:
@@ -164,7 +248,16 @@ def _resolve_paths(config: JobConfig, base_dir: Path) -> JobConfig:
         return p if Path(p).is_absolute() else os.path.normpath(base_dir / p)
 
     paths = tuple(resolve(p) for p in config.input.paths)
-    return config.model_copy(update={
+    update: dict[str, Any] = {
         "input": config.input.model_copy(update={"paths": paths}),
         "output": config.output.model_copy(update={"dir": resolve(config.output.dir)}),
-    })
+    }
+    for section, key in SECTION_PATHS:  # paths inside job sections, also file-relative
+        settings = getattr(config, section, None)
+        if settings is not None and getattr(settings, key) is not None:
+            update[section] = settings.model_copy(update={key: resolve(getattr(settings, key))})
+    return config.model_copy(update=update)
+
+
+# (section, field) pairs holding a path, resolved against the config file's directory
+SECTION_PATHS: tuple[tuple[str, str], ...] = (("fit_denoiser", "clean"), ("denoise", "model"))

@@ -142,6 +142,8 @@ def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = N
     job = make_job(config)
     items = discover(config.input.paths, recursive=config.input.recursive)
     output_dir = prepare_output_dir(config)
+    if hasattr(job, "run_whole_set"):  # one result fitted from every input (fit_denoiser)
+        return run_whole_set(config, job, items, output_dir, backend, reporter, started)
     metrics_path = output_dir / METRICS_FILE
     previous = {row["input"]: row for row in read_rows(metrics_path)
                 if row.get("status") in ("ok", "skipped")}
@@ -164,6 +166,26 @@ def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = N
     rows = sorted(rows_by_input.values(), key=lambda r: (r["output"], r["input"]))
     write_atomic(metrics_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
     summary = summarize(config, rows, backend, time.perf_counter() - started)
+    write_atomic(output_dir / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
+    return RunSummary(rows=rows, summary=summary, output_dir=output_dir,
+                      counts=summary["counts"])
+
+
+def run_whole_set(config: JobConfig, job: Any, items: list[InputItem], output_dir: Path,
+                  backend: Backend, reporter: Reporter, started: float) -> RunSummary:
+    """Run a job that fits one result from the whole input set (e.g. ``fit_denoiser``).
+
+    The job reads the images itself (with bounded memory) and returns one row per input;
+    rows and summary are written as for per-image jobs, and ``job.summary_extra`` (a dict,
+    e.g. the model's file and settings) is added to the summary.
+    """
+    reporter.start(len(items))
+    rows = sorted(job.run_whole_set(items, output_dir, backend, reporter.advance),
+                  key=lambda r: r["input"])
+    write_atomic(output_dir / METRICS_FILE,
+                 "".join(json.dumps(r) + "\n" for r in rows).encode())
+    summary = summarize(config, rows, backend, time.perf_counter() - started)
+    summary.update(getattr(job, "summary_extra", None) or {})
     write_atomic(output_dir / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
     return RunSummary(rows=rows, summary=summary, output_dir=output_dir,
                       counts=summary["counts"])

@@ -1,0 +1,448 @@
+"""Nearest-neighbour denoising: a model learned from noisy/clean pairs, and self-similarity.
+
+Learned (:func:`fit_knn_denoiser`, :func:`predict`). Rows are whole images (``kind:
+whole``) or patches (``kind: patch``). The seed's classifier copies the clean image of noisy
+neighbours; that is worse than doing nothing on Gaussian noise, because neighbours of a noisy
+vector are chosen mostly by the noise. Here a linear denoiser (ridge regression of clean on
+the PCA features of noisy rows: the Wiener filter, a "denoised projection") does the coarse
+work, and the neighbours are searched in the space of its predictions, where noise is small,
+to correct what a linear map cannot represent: the clean value is the linear prediction plus
+the weighted mean residual of the k nearest training rows.
+
+Self-similar (:func:`denoise_self`). No training set: every patch is compared with the
+patches around it (a search window) in a few PCA components of the image's own patches; each
+patch's estimate is the weighted average of its neighbours, and overlapping patch estimates
+are aggregated, which is non-local means with patch-wise aggregation. Weights are computed
+once per pair of patches (d(p, q) = d(q, p)) and aggregated with a box filter, so the work
+is a few array passes per offset, tile by tile (bounded memory).
+
+Everything here is written against the array API; the neighbour search goes through
+``backend.kneighbors`` (SciPy on cpu, cuML on cuda), in batches of bounded size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from array_api_compat import device
+
+from gpupix.backends.base import Array, Backend
+from gpupix.ops._xp import array_namespace
+
+WEIGHTS = ("uniform", "distance", "gaussian")
+MODEL_FORMAT = "gpupix-knn-denoiser"
+MODEL_VERSION = 1
+MODEL_ARRAYS = ("mean_x", "components", "coef", "mean_y", "metric", "features", "residuals")
+
+
+# --------------------------------------------------------------------------- patches
+def reflect_indices(n: int, pad: int) -> np.ndarray:
+    """Indices ``-pad .. n+pad-1`` reflected into ``0..n-1`` (NumPy's 'reflect', any n)."""
+    positions = np.arange(-pad, n + pad)
+    if n == 1:
+        return np.zeros_like(positions)
+    period = 2 * (n - 1)
+    positions = np.abs(positions) % period
+    return np.where(positions >= n, period - positions, positions)
+
+
+def reflect_pad(image: Array, pad: int) -> Array:
+    """Pad the first two axes of ``image`` by ``pad`` with mirror reflection (host index math)."""
+    xp = array_namespace(image)
+    where = device(image)
+    rows = xp.asarray(reflect_indices(image.shape[0], pad), device=where)
+    cols = xp.asarray(reflect_indices(image.shape[1], pad), device=where)
+    return xp.take(xp.take(image, rows, axis=0), cols, axis=1)
+
+
+def patch_rows(padded: Array, patch: int, row_start: int, row_stop: int, width: int) -> Array:
+    """Patches centred on rows ``row_start..row_stop-1`` of the unpadded image, as rows.
+
+    ``padded`` is the (H + patch - 1, W + patch - 1, C) reflect-padded image. Returns
+    ``((row_stop - row_start) * width, patch * patch * C)``, ordered (dy, dx, channel).
+    """
+    xp = array_namespace(padded)
+    channels = padded.shape[2]
+    parts = [padded[row_start + dy:row_stop + dy, dx:dx + width, :]
+             for dy in range(patch) for dx in range(patch)]
+    stacked = xp.stack(parts, axis=2)
+    return xp.reshape(stacked, ((row_stop - row_start) * width, patch * patch * channels))
+
+
+def patches_at(padded: Array, patch: int, rows: Array, cols: Array) -> Array:
+    """Patches centred on the pixels ``(rows[i], cols[i])`` of the unpadded image, as rows."""
+    xp = array_namespace(padded)
+    height, width, channels = padded.shape
+    flat = xp.reshape(padded, (height * width, channels))
+    base = rows * width + cols
+    parts = [xp.take(flat, base + (dy * width + dx), axis=0)
+             for dy in range(patch) for dx in range(patch)]
+    return xp.reshape(xp.stack(parts, axis=1), (rows.shape[0], patch * patch * channels))
+
+
+# --------------------------------------------------------------------------- learned model
+@dataclass
+class KnnDenoiser:
+    """A fitted denoiser; arrays live on one backend (host NumPy once loaded from disk).
+
+    mean_x : (D,) mean noisy row          components : (D, d) PCA basis, or None
+    coef : (d, T) linear map to targets   mean_y : (T,) mean clean target
+    metric : (d, q) map from PCA features to the search space
+    features : (n, q) training rows in the search space
+    residuals : (n, T) clean target minus the linear prediction, per training row
+    meta : JSON-able settings (kind, image shape, patch, k, weights, h, noise, ...)
+    """
+
+    mean_x: Array
+    components: Array | None
+    coef: Array
+    mean_y: Array
+    metric: Array
+    features: Array
+    residuals: Array
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def arrays(self) -> dict[str, Array]:
+        return {name: getattr(self, name) for name in MODEL_ARRAYS
+                if getattr(self, name) is not None}
+
+    def to_backend(self, backend: Backend) -> KnnDenoiser:
+        """The same model with its arrays on ``backend`` (device copies)."""
+        moved = {name: backend.to_device(np.asarray(value)) if isinstance(value, np.ndarray)
+                 else backend.to_device(backend.to_host(value))
+                 for name, value in self.arrays().items()}
+        moved.setdefault("components", None)
+        return KnnDenoiser(**moved, meta=dict(self.meta))
+
+
+def _symmetric_eigh_desc(matrix: Array) -> tuple[Array, Array]:
+    """Eigenvalues (descending) and eigenvectors of a symmetric matrix."""
+    xp = array_namespace(matrix)
+    values, vectors = xp.linalg.eigh(matrix)
+    return xp.flip(values), xp.flip(vectors, axis=1)
+
+
+def fit_knn_denoiser(noisy: Array, clean: Array, *, components: int | None = 64,
+                     k: int = 30, weights: str = "gaussian", h: float = 0.25,
+                     ridge: float = 1e-3, target_columns: Array | None = None,
+                     meta: dict[str, Any] | None = None) -> KnnDenoiser:
+    """Fit the linear + nearest-neighbour-residual denoiser on paired rows.
+
+    Parameters
+    ----------
+    noisy : (n, D) array
+        Noisy rows (whole images or patches, flattened), values 0..255 (or beyond, unclipped).
+    clean : (n, D') array
+        The matching clean rows.
+    components : int or None, default=64
+        PCA components of the noisy rows kept as features (None or >= D: all, no PCA).
+    k : int, default=30
+    weights : {"uniform", "distance", "gaussian"}, default="gaussian"
+        ``gaussian`` weighs neighbour i by exp(-(d_i^2 - d_1^2) / (h d_k^2)): a bandwidth
+        that adapts to each query's own neighbourhood.
+    h : float, default=0.25
+    ridge : float, default=1e-3
+        Ridge penalty relative to the mean feature variance (keeps the solve well posed).
+    target_columns : (T,) int array, optional
+        Columns of ``clean`` the model predicts (a patch model predicts the centre pixel); the
+        search space is still built from every column, so it sees the whole clean patch.
+    meta : dict, optional
+        Settings stored with the model.
+
+    Returns
+    -------
+    KnnDenoiser
+    """
+    xp = array_namespace(noisy, clean)
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights {weights!r} is not one of {', '.join(WEIGHTS)}")
+    rows, dims = noisy.shape
+    if rows < 2:
+        raise ValueError(f"need at least 2 training rows, got {rows}")
+    x = xp.astype(noisy, xp.float32)
+    y = xp.astype(clean, xp.float32)
+    mean_x = xp.mean(x, axis=0)
+    mean_y = xp.mean(y, axis=0)
+    centred = x - mean_x
+    basis = None
+    if components is not None and components < dims:
+        covariance = (centred.T @ centred) / rows
+        _, vectors = _symmetric_eigh_desc(covariance)
+        basis = vectors[:, :components]
+        centred = centred @ basis
+    d = centred.shape[1]
+    gram = (centred.T @ centred) / rows
+    penalty = ridge * float(xp.sum(xp.linalg.diagonal(gram))) / d + 1e-6
+    eye = xp.eye(d, dtype=xp.float32, device=device(gram))
+    coef_all = xp.linalg.solve(gram + penalty * eye, (centred.T @ (y - mean_y)) / rows)
+    # distances between linear predictions: |(z1 - z2) W|^2 = (z1 - z2) W W^T (z1 - z2)^T
+    values, vectors = _symmetric_eigh_desc(coef_all @ coef_all.T)
+    rank = max(1, int(xp.sum(xp.astype(values > float(values[0]) * 1e-6, xp.int32))))
+    metric = vectors[:, :rank] * xp.sqrt(xp.clip(values[:rank], 0.0, None))
+    if target_columns is not None:
+        coef = xp.take(coef_all, target_columns, axis=1)
+        target_mean = xp.take(mean_y, target_columns, axis=0)
+        target = xp.take(y, target_columns, axis=1)
+    else:
+        coef, target_mean, target = coef_all, mean_y, y
+    residuals = target - (centred @ coef + target_mean)
+    settings = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "k": int(min(k, rows)),
+                "weights": weights, "h": float(h), "features": int(dims),
+                "components": int(d), "search_dims": rank, "rows": int(rows), **(meta or {})}
+    return KnnDenoiser(mean_x=mean_x, components=basis, coef=coef, mean_y=target_mean,
+                       metric=metric, features=centred @ metric, residuals=residuals,
+                       meta=settings)
+
+
+def neighbour_weights(distances: Array, *, weights: str, h: float) -> Array:
+    """(m, k) weights from (m, k) neighbour distances (nearest first); rows need not sum to 1."""
+    xp = array_namespace(distances)
+    if weights == "uniform":
+        return xp.ones_like(distances)
+    if weights == "distance":
+        return 1.0 / (distances + 1e-6)
+    squared = distances * distances
+    scale = h * squared[:, -1:] + 1e-12
+    return xp.exp(-(squared - squared[:, :1]) / scale)
+
+
+def predict(model: KnnDenoiser, noisy: Array, *, backend: Backend, k: int | None = None,
+            batch: int = 65536) -> Array:
+    """Denoised targets for noisy rows, ``batch`` rows per neighbour search (bounded memory).
+
+    Parameters
+    ----------
+    model : KnnDenoiser
+        With arrays on ``backend`` (see :meth:`KnnDenoiser.to_backend`).
+    noisy : (m, D) array
+    k : int, optional
+        Neighbours to average (default: the model's own).
+    batch : int, default=65536
+
+    Returns
+    -------
+    (m, T) float32 array
+    """
+    xp = backend.xp
+    meta = model.meta
+    dims = model.mean_x.shape[0]
+    if noisy.shape[1] != dims:
+        raise ValueError(f"rows have {noisy.shape[1]} values but the model expects {dims}")
+    k = min(int(k or meta["k"]), model.features.shape[0])
+    parts = []
+    for start in range(0, noisy.shape[0], batch):
+        rows = xp.astype(noisy[start:start + batch, :], xp.float32) - model.mean_x
+        if model.components is not None:
+            rows = rows @ model.components
+        linear = rows @ model.coef + model.mean_y
+        distances, indices = backend.kneighbors(model.features, rows @ model.metric, k=k)
+        weight = neighbour_weights(xp.astype(distances, xp.float32), weights=meta["weights"],
+                                   h=meta["h"])
+        gathered = xp.take(model.residuals, xp.reshape(indices, (-1,)), axis=0)
+        gathered = xp.reshape(gathered, (indices.shape[0], k, model.residuals.shape[1]))
+        correction = xp.sum(weight[:, :, None] * gathered, axis=1) / xp.sum(weight, axis=1,
+                                                                                keepdims=True)
+        parts.append(linear + correction)
+    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
+
+
+def denoise_patchwise(model: KnnDenoiser, image: Array, *, backend: Backend,
+                      k: int | None = None, batch: int = 65536) -> Array:
+    """Denoise an (H, W, C) image with a ``patch`` model: each pixel from its noisy patch."""
+    xp = backend.xp
+    patch = int(model.meta["patch"])
+    height, width = image.shape[:2]
+    padded = reflect_pad(xp.astype(image, xp.float32), patch // 2)
+    rows_per_batch = max(1, batch // max(width, 1))
+    parts = []
+    for start in range(0, height, rows_per_batch):
+        stop = min(height, start + rows_per_batch)
+        values = predict(model, patch_rows(padded, patch, start, stop, width),
+                         backend=backend, k=k, batch=batch)
+        parts.append(xp.reshape(values, (stop - start, width, image.shape[2])))
+    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
+
+
+# --------------------------------------------------------------------------- model files
+def save_model(model: KnnDenoiser, backend: Backend) -> bytes:
+    """The model as ``.npz`` bytes: float32 arrays plus the settings as a JSON string.
+
+    Nothing is pickled, so :func:`load_model` reads it with ``allow_pickle=False``.
+    """
+    import io
+    import json
+
+    buffer = io.BytesIO()
+    arrays = {name: np.ascontiguousarray(backend.to_host(value), dtype=np.float32)
+              for name, value in model.arrays().items()}
+    np.savez(buffer, meta=np.asarray(json.dumps(model.meta, sort_keys=True)), **arrays)
+    return buffer.getvalue()
+
+
+def load_model(path: Any) -> KnnDenoiser:
+    """Read a model written by :func:`save_model`; ValueError says what is wrong."""
+    import json
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            contents = {name: data[name] for name in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"not a readable .npz model ({type(exc).__name__}: {exc})") from None
+    missing = [name for name in ("meta", *MODEL_ARRAYS) if name not in contents
+               and name != "components"]
+    if missing:
+        raise ValueError(f"not a gpupix denoiser model (missing {', '.join(missing)})")
+    try:
+        meta = json.loads(str(contents.pop("meta")))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"model metadata is not JSON ({exc})") from None
+    if meta.get("format") != MODEL_FORMAT:
+        raise ValueError(f"format {meta.get('format')!r} is not {MODEL_FORMAT!r}")
+    if meta.get("version") != MODEL_VERSION:
+        raise ValueError(f"model version {meta.get('version')!r} is not {MODEL_VERSION} "
+                         "(refit it with this gpupix)")
+    contents.setdefault("components", None)
+    return KnnDenoiser(**contents, meta=meta)
+
+
+# --------------------------------------------------------------------------- self-similar
+def patch_pca(image: Array, *, patch: int, components: int, max_samples: int = 20000
+              ) -> tuple[Array, Array]:
+    """PCA of an image's patches on a regular grid of at most ``max_samples`` of them.
+
+    Returns ``(basis (patch*patch*C, components), eigenvalues (patch*patch*C,) descending)``;
+    the smallest eigenvalues are the noise variance where the image has no texture left.
+    """
+    xp = array_namespace(image)
+    height, width, channels = image.shape
+    rows, cols = max(height - patch + 1, 1), max(width - patch + 1, 1)
+    step = max(1, math.ceil(math.sqrt(rows * cols / max_samples)))
+    padded = image if height >= patch and width >= patch else reflect_pad(image, patch)
+    parts = [padded[dy:dy + rows:step, dx:dx + cols:step, :]
+             for dy in range(patch) for dx in range(patch)]
+    samples = xp.reshape(xp.stack(parts, axis=2), (-1, patch * patch * channels))
+    centred = samples - xp.mean(samples, axis=0)
+    values, vectors = _symmetric_eigh_desc((centred.T @ centred) / samples.shape[0])
+    return vectors[:, :components], values
+
+
+def estimate_sigma(eigenvalues: Array) -> float:
+    """Noise standard deviation from patch-PCA eigenvalues: the mean of the lower half."""
+    xp = array_namespace(eigenvalues)
+    tail = eigenvalues[eigenvalues.shape[0] // 2:]
+    return math.sqrt(max(float(xp.mean(xp.clip(tail, 0.0, None))), 0.0))
+
+
+def _box(values: Array, size: int) -> Array:
+    """Sum over every full ``size x size`` box of a 2-D array (valid region)."""
+    height, width = values.shape
+    rows = values[0:height - size + 1, :]
+    for i in range(1, size):
+        rows = rows + values[i:height - size + 1 + i, :]
+    total = rows[:, 0:width - size + 1]
+    for i in range(1, size):
+        total = total + rows[:, i:width - size + 1 + i]
+    return total
+
+
+@dataclass(frozen=True)
+class SelfResult:
+    image: Array       # (H, W, C) float32
+    sigma: float       # the noise level used (estimated unless given)
+
+
+def denoise_self(image: Array, *, patch: int = 3, window: int = 7, components: int = 4,
+                 h: float = 1.0, sigma: float | None = None, tile: int = 128) -> SelfResult:
+    """Self-similar denoising: non-local means in patch-PCA space with patch aggregation.
+
+    Parameters
+    ----------
+    image : (H, W, C) array of 0..255 values
+    patch : int, default=3
+        Odd patch side.
+    window : int, default=7
+        Odd side of the search window: each patch is compared with the ``window**2 - 1``
+        patches whose centres are at most ``window // 2`` pixels away.
+    components : int, default=4
+        PCA components of the patches in which patch distances are measured (fewer
+        dimensions, less noise in the distances).
+    h : float, default=1.0
+        Filter strength: the weight of a pair is exp(-d^2 / (2 h sigma^2 components)).
+    sigma : float, optional
+        Noise standard deviation; estimated from the patch PCA when not given.
+    tile : int, default=128
+        Tile side: memory is bounded by a tile (plus a margin), whatever the image size.
+
+    Returns
+    -------
+    SelfResult
+    """
+    xp = array_namespace(image)
+    if patch % 2 == 0 or window % 2 == 0:
+        raise ValueError(f"patch and window must be odd, got {patch} and {window}")
+    height, width, channels = image.shape
+    values = xp.astype(image, xp.float32)
+    dims = patch * patch * channels
+    components = max(1, min(components, dims))
+    basis, eigenvalues = patch_pca(values, patch=patch, components=components)
+    if sigma is None:
+        sigma = estimate_sigma(eigenvalues)
+    if sigma <= 0:
+        return SelfResult(image=values, sigma=0.0)
+    radius, reach = patch // 2, window // 2
+    margin = reach + 2 * radius
+    # channels first: each plane is contiguous, so the per-offset passes stream memory
+    padded = xp.permute_dims(reflect_pad(values, margin), (2, 0, 1))
+    per_offset = xp.reshape(basis, (patch, patch, channels, components))
+    scale = -1.0 / (2.0 * h * sigma * sigma * components)
+    out = xp.empty((channels, height, width), dtype=xp.float32, device=device(values))
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            rows, cols = min(tile, height - top), min(tile, width - left)
+            out[:, top:top + rows, left:left + cols] = _self_tile(
+                padded, per_offset, scale, patch=patch, reach=reach, top=top, left=left,
+                rows=rows, cols=cols)
+    return SelfResult(image=xp.permute_dims(out, (1, 2, 0)), sigma=float(sigma))
+
+
+def _self_tile(padded: Array, per_offset: Array, scale: float, *, patch: int, reach: int,
+               top: int, left: int, rows: int, cols: int) -> Array:
+    """One tile of :func:`denoise_self`; ``padded`` is (C, H + 2m, W + 2m), m = reach + 2r."""
+    xp = array_namespace(padded)
+    radius = patch // 2
+    margin = reach + 2 * radius
+    # features of the patch centred at every pixel of the tile grown by radius + reach
+    grid_rows, grid_cols = rows + 2 * (radius + reach), cols + 2 * (radius + reach)
+    y0, x0 = top + margin - radius - reach - radius, left + margin - radius - reach - radius
+    features = None
+    for dy in range(patch):
+        for dx in range(patch):
+            window = padded[:, y0 + dy:y0 + dy + grid_rows, x0 + dx:x0 + dx + grid_cols]
+            term = xp.tensordot(xp.permute_dims(per_offset[dy, dx, ...], (1, 0)), window,
+                                axes=1)
+            features = term if features is None else features + term
+    sy, sx = top + margin, left + margin
+    # the patch itself: weight 1 from each of the patch*patch patches covering a pixel
+    total = padded[:, sy:sy + rows, sx:sx + cols] * float(patch * patch)
+    weight_sum = xp.full((rows, cols), float(patch * patch), dtype=xp.float32,
+                         device=device(padded))
+    offsets = [(oy, ox) for oy in range(0, reach + 1) for ox in range(-reach, reach + 1)
+               if oy > 0 or ox > 0]
+    for oy, ox in offsets:  # half the window: the pair (c, c+o) also serves c+o with -o
+        ys, xs = max(0, -oy), max(0, -ox)
+        ye, xe = grid_rows - max(0, oy), grid_cols - max(0, ox)
+        diff = features[:, ys:ye, xs:xe] - features[:, ys + oy:ye + oy, xs + ox:xe + ox]
+        pair = xp.exp(xp.sum(diff * diff, axis=0) * scale)
+        covering = _box(pair, patch)  # summed weight of the pairs whose patches cover a pixel
+        a, b = reach - ys, reach - xs
+        forward = covering[a:a + rows, b:b + cols]
+        total += forward * padded[:, sy + oy:sy + oy + rows, sx + ox:sx + ox + cols]
+        weight_sum += forward
+        backward = covering[a - oy:a - oy + rows, b - ox:b - ox + cols]
+        total += backward * padded[:, sy - oy:sy - oy + rows, sx - ox:sx - ox + cols]
+        weight_sum += backward
+    return total / weight_sum
