@@ -28,8 +28,8 @@ def failed_row(item: InputItem, outputs: list[Path], error: str, seconds: float 
 
 def describe_failure(item: InputItem, exc: BaseException) -> str:
     """One line naming the file: ImageError messages already do; others get the path added."""
-    if isinstance(exc, ImageError):
-        return str(exc)
+    if isinstance(exc, ImageError):  # a job's own message may not know the path: add it
+        return str(exc) if str(item.path) in str(exc) else f"{item.path}: {exc}"
     return f"{item.path}: {type(exc).__name__}: {exc}"
 
 

@@ -234,7 +234,8 @@ def predict(model: KnnDenoiser, noisy: Array, *, backend: Backend, k: int | None
     k = min(int(k or meta["k"]), model.features.shape[0])
     parts = []
     for start in range(0, noisy.shape[0], batch):
-        rows = xp.astype(noisy[start:start + batch, :], xp.float32) - model.mean_x
+        stop = min(start + batch, noisy.shape[0])  # in-bounds slices, as the standard asks
+        rows = xp.astype(noisy[start:stop, :], xp.float32) - model.mean_x
         if model.components is not None:
             rows = rows @ model.components
         linear = rows @ model.coef + model.mean_y
