@@ -10,6 +10,37 @@ import numpy as np
 
 from gpupix.backends.base import Array
 
+# Above this many dimensions a KD-tree visits most of its leaves: a BLAS distance matrix
+# (in blocks) is faster, e.g. 20x for 360 queries among 2,000 rows of 58 dimensions.
+BRUTE_FORCE_DIMS = 16
+
+
+def brute_kneighbors(fit_X: Array, query_X: Array, *, k: int, block: int = 4_000_000
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours through |q|^2 - 2 q.f + |f|^2, ``block`` distances at a time.
+
+    Returns ``(distances (m, k) float32, indices (m, k) int64)``, nearest first.
+    """
+    fit = np.asarray(fit_X, dtype=np.float64)
+    queries = np.asarray(query_X, dtype=np.float64)
+    fit_norms = np.einsum("ij,ij->i", fit, fit)
+    count = fit.shape[0]
+    distances = np.empty((queries.shape[0], k), np.float32)
+    indices = np.empty((queries.shape[0], k), np.int64)
+    step = max(1, block // max(count, 1))
+    for start in range(0, queries.shape[0], step):
+        chunk = queries[start:start + step]
+        squared = fit_norms[None, :] - 2.0 * (chunk @ fit.T)
+        squared += np.einsum("ij,ij->i", chunk, chunk)[:, None]
+        np.maximum(squared, 0.0, out=squared)
+        nearest = np.argpartition(squared, k - 1, axis=1)[:, :k] if k < count else \
+            np.broadcast_to(np.arange(count), (len(chunk), count))
+        chosen = np.take_along_axis(squared, nearest, axis=1)
+        order = np.argsort(chosen, axis=1, kind="stable")
+        indices[start:start + step] = np.take_along_axis(nearest, order, axis=1)
+        distances[start:start + step] = np.sqrt(np.take_along_axis(chosen, order, axis=1))
+    return distances, indices
+
 
 class CpuBackend:
     """NumPy everywhere; the oracle the GPU backend is tested against."""
@@ -72,6 +103,8 @@ class CpuBackend:
         return model.cluster_centers_.astype(np.float32), model.labels_.astype(np.int32)
 
     def kneighbors(self, fit_X: Array, query_X: Array, *, k: int) -> tuple[Array, Array]:
+        if np.shape(fit_X)[1] > BRUTE_FORCE_DIMS:
+            return brute_kneighbors(fit_X, query_X, k=k)
         from scipy.spatial import cKDTree
 
         tree = cKDTree(np.asarray(fit_X, dtype=np.float64))
