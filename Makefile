@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.gpupix-installed
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint clean digits
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_quantize.py
+	$(BIN)/python benchmarks/bench_denoise.py
+
+digits: $(STAMP)
+	$(BIN)/python examples/make_digits.py
 
 clean:
 	rm -rf out .pytest_cache

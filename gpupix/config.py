@@ -85,8 +85,8 @@ class FitDenoiserConfig(Section):
     clean: str | None = None          # paired mode: folder of clean images named as the inputs
     copies: int = Field(4, ge=1, le=64)
     patch: int = Field(5, ge=1, le=15)
-    samples: int = Field(200_000, ge=100, le=20_000_000)
-    components: int | None = Field(64, ge=1, le=4096)
+    samples: int = Field(100_000, ge=100, le=20_000_000)
+    components: int | None = Field(None, ge=1, le=4096)   # None: 64 (whole), 16 (patch)
     k: int = Field(30, ge=1, le=1000)
     weights: Literal["uniform", "distance", "gaussian"] = "gaussian"
     h: float = Field(0.25, gt=0, le=100)

@@ -431,7 +431,8 @@ class _Training:
             target = self.backend.to_device(np.arange(centre * channels,
                                                       (centre + 1) * channels))
             meta.update(patch=patch)
-        return fit_knn_denoiser(noisy_all, clean_all, components=settings.components,
+        components = settings.components or (64 if settings.kind == "whole" else 16)
+        return fit_knn_denoiser(noisy_all, clean_all, components=components,
                                 k=settings.k, weights=settings.weights, h=settings.h,
                                 ridge=settings.ridge, target_columns=target, meta=meta)
 
