@@ -179,3 +179,39 @@ def test_a_file_that_is_no_model_is_a_config_error(tmp_path):
     (tmp_path / "m.npz").write_bytes(b"nope")
     result = denoise(tmp_path, "g.png", "m.npz")
     assert result.exit_code == 2 and "not a readable .npz model" in result.output
+
+
+def test_nothing_to_train_on_is_one_line(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "bad.png").write_bytes(b"no image")
+    job = write_job(tmp_path, "fit", job="fit_denoiser", input={"paths": ["train"]},
+                    output={"dir": "model_out"})
+    result = runner.invoke(app, ["run", str(job)])
+    assert result.exit_code == 2
+    assert "no usable training image" in result.output and "bad.png" in result.output
+
+
+@pytest.mark.parametrize("seed", [0, 4])  # 4 holds out every colour image, 0 trains on one
+def test_a_colour_image_held_out_from_grey_training_fails_alone(tmp_path, seed):
+    tiles(tmp_path / "train", 12)
+    colour = np.zeros((8, 8, 3), np.uint8)
+    colour[..., 0] = 200
+    for name in ("a_colour.png", "b_colour.png", "c_colour.png"):
+        Image.fromarray(colour).save(tmp_path / "train" / name)
+    job = write_job(tmp_path, "fit", job="fit_denoiser", input={"paths": ["train"]},
+                    output={"dir": "model_out"}, fit_denoiser={"holdout": 0.5}, seed=seed)
+    result = runner.invoke(app, ["run", str(job), "--quiet"])
+    got = rows(tmp_path / "model_out")
+    assert len(got) == 15 and (tmp_path / "model_out" / "model.npz").is_file()
+    channels = json.loads((tmp_path / "model_out" / "summary.json").read_text())["model"][
+        "channels"]
+    held_colour = [r for r in got
+                   if r.get("role") == "holdout" and "colour" in Path(r["input"]).name]
+    failed = [r for r in got if r["status"] == "failed"]
+    assert channels == (1 if seed == 4 else 3)
+    if channels == 1:  # every colour image was held out: each fails, alone
+        assert len(held_colour) == 3 and failed == held_colour
+        assert all("has colour but the training images are grey" in r["error"] for r in failed)
+    else:  # a colour image was trained on: grey ones are expanded, nothing fails
+        assert not failed
+    assert result.exit_code == (1 if failed else 0)

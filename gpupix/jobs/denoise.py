@@ -242,13 +242,18 @@ class FitDenoiserJob:
             rows.append(row)
             advance(row)
         if not training.rows:
-            raise ConfigError(f"input.paths: no usable training image among {len(items)} "
-                              "(see metrics.jsonl)")
+            errors = [r["error"] for r in rows if r["status"] == "failed"]
+            first = f" (first error: {errors[0]})" if errors else ""
+            raise ConfigError(f"input.paths: no usable training image among {len(items)}"
+                              f"{first}")
         start = time.perf_counter()
         model = training.fit()
         fit_seconds = time.perf_counter() - start
         for item, clean, noisy, row in held_images:
-            row.update(self._score(model, item, clean, noisy, backend))
+            try:
+                row.update(self._score(model, item, clean, noisy, backend))
+            except (ImageError, ValueError) as exc:
+                row.update(status="failed", error=f"{item.path}: {exc}")
             rows.append(row)
             advance(row)
         data = save_model(model, backend)
@@ -313,6 +318,8 @@ class FitDenoiserJob:
             noisy_d = self.noise.apply(clean_d, image_rng(self.config.seed, clean), backend)
         else:
             noisy_d = backend.to_device(noisy)
+        if clean.shape[2] > model.meta["channels"]:
+            raise ImageError("has colour but the training images are grey")
         if clean.shape[2] != model.meta["channels"]:  # a grey image, a colour model
             xp = backend.xp
             clean_d = xp.concat([clean_d] * 3, axis=2)
