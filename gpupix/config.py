@@ -112,10 +112,12 @@ class DenoiseConfig(Section):
     method: Literal["self", "model"] = "self"
     model: str | None = None          # method model: a .npz written by fit_denoiser
     noise: NoiseConfig | None = None  # corrupt the (clean) inputs first, then score the result
-    k: int | None = Field(None, ge=1, le=1000)
-    patch: int = Field(3, ge=1, le=15)
+    k: int | None = Field(None, ge=1, le=1000)       # model: its own k; global search: 32
+    search: Literal["window", "global"] = "window"   # method self: where neighbours are sought
+    patch: int | None = Field(None, ge=1, le=15)     # None: 3 (window), 5 (global)
     window: int = Field(7, ge=3, le=41)
-    components: int = Field(4, ge=1, le=64)
+    stride: int = Field(2, ge=1, le=15)              # global: every stride-th patch queries
+    components: int | None = Field(None, ge=1, le=64)  # None: 4 (window), 8 (global)
     h: float = Field(1.0, gt=0, le=100)
     sigma: float | None = Field(None, gt=0, le=255)
     tile: int = Field(128, ge=16, le=8192)
@@ -123,8 +125,8 @@ class DenoiseConfig(Section):
 
     @field_validator("patch", "window")
     @classmethod
-    def _patch_is_odd(cls, value: int) -> int:
-        return _odd(value)
+    def _patch_is_odd(cls, value: int | None) -> int | None:
+        return value if value is None else _odd(value)
 
     @model_validator(mode="after")
     def _model_for_method(self) -> DenoiseConfig:
@@ -133,6 +135,9 @@ class DenoiseConfig(Section):
         if self.method == "self" and self.model:
             raise ValueError("denoise.model is given but method is 'self'; "
                              "use method: model to use it")
+        if self.search == "global" and self.patch is not None and self.stride > self.patch:
+            raise ValueError(f"denoise.stride ({self.stride}) must be at most denoise.patch "
+                             f"({self.patch}), or some pixels are in no patch")
         return self
 
 

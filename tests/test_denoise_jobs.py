@@ -215,3 +215,21 @@ def test_a_colour_image_held_out_from_grey_training_fails_alone(tmp_path, seed):
     else:  # a colour image was trained on: grey ones are expanded, nothing fails
         assert not failed
     assert result.exit_code == (1 if failed else 0)
+
+
+def test_global_search_through_the_job(tmp_path):
+    Image.fromarray(gradient_image(36, 44)).save(tmp_path / "g.png")
+    result = denoise(tmp_path, "g.png", None, method="self", search="global", tile=20,
+                     noise={"kind": "gaussian", "sigma": 25})
+    assert result.exit_code == 0, result.output
+    row = rows(tmp_path / "denoised")[0]
+    assert row["psnr"] > row["psnr_noisy"] + 3
+
+
+def test_global_stride_must_not_leave_gaps(tmp_path):
+    Image.fromarray(gradient_image(10, 10)).save(tmp_path / "g.png")
+    job = write_job(tmp_path, "d", job="denoise", input={"paths": ["g.png"]},
+                    output={"dir": "out"},
+                    denoise={"search": "global", "patch": 3, "stride": 4})
+    result = runner.invoke(app, ["run", str(job)])
+    assert result.exit_code == 2 and "denoise.stride (4) must be at most" in result.output

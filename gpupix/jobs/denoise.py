@@ -33,6 +33,7 @@ from gpupix.ops.denoise import (
     KnnDenoiser,
     denoise_patchwise,
     denoise_self,
+    denoise_self_knn,
     fit_knn_denoiser,
     load_model,
     patches_at,
@@ -128,9 +129,16 @@ class DenoiseJob:
         else:
             noisy = xp.astype(clean, xp.float32)
         metrics: dict[str, Any] = {}
-        if settings.method == "self":
-            result = denoise_self(noisy, patch=settings.patch, window=settings.window,
-                                  components=settings.components, h=settings.h,
+        if settings.method == "self" and settings.search == "global":
+            result = denoise_self_knn(noisy, backend=backend, patch=settings.patch or 5,
+                                      k=settings.k or 32, stride=settings.stride,
+                                      components=settings.components or 8, h=settings.h,
+                                      sigma=settings.sigma, tile=settings.tile)
+            denoised = result.image
+            metrics["sigma"] = round(result.sigma, 3)
+        elif settings.method == "self":
+            result = denoise_self(noisy, patch=settings.patch or 3, window=settings.window,
+                                  components=settings.components or 4, h=settings.h,
                                   sigma=settings.sigma, tile=settings.tile)
             denoised = result.image
             metrics["sigma"] = round(result.sigma, 3)

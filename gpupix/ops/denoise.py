@@ -447,3 +447,112 @@ def _self_tile(padded: Array, per_offset: Array, scale: float, *, patch: int, re
         total += backward * padded[:, sy - oy:sy - oy + rows, sx - ox:sx - ox + cols]
         weight_sum += backward
     return total / weight_sum
+
+
+def denoise_self_knn(image: Array, *, backend: Backend, patch: int = 5, k: int = 16,
+                     stride: int = 2, components: int = 8, h: float = 1.0,
+                     sigma: float | None = None, tile: int = 128) -> SelfResult:
+    """Self-similar denoising by k nearest patches anywhere in a tile, through the backend.
+
+    Every ``stride``-th patch (a grid that covers each pixel) looks up its ``k`` nearest
+    patches among all patches of its tile (plus a margin), in ``components`` PCA features,
+    with ``backend.kneighbors`` (a KD-tree on cpu, brute force on cuda); its estimate is their
+    weighted average (weight exp(-d^2 / (2 h sigma^2 components))), and the overlapping
+    patch estimates are averaged. The search is global within a tile: ``tile`` bounds the
+    memory and the neighbour search (one query batch per tile).
+
+    Parameters
+    ----------
+    image : (H, W, C) array of 0..255 values
+    backend : Backend
+    patch : int, default=5
+    k : int, default=16
+    stride : int, default=2
+        At most ``patch``, so that every pixel is covered.
+    components, h, sigma, tile
+        As in :func:`denoise_self`.
+
+    Returns
+    -------
+    SelfResult
+    """
+    xp = array_namespace(image)
+    if patch % 2 == 0 or not 1 <= stride <= patch:
+        raise ValueError(f"patch must be odd and stride 1..patch, got {patch} and {stride}")
+    height, width, channels = image.shape
+    values = xp.astype(image, xp.float32)
+    components = max(1, min(components, patch * patch * channels))
+    basis, eigenvalues = patch_pca(values, patch=patch, components=components)
+    if sigma is None:
+        sigma = estimate_sigma(eigenvalues)
+    if sigma <= 0:
+        return SelfResult(image=values, sigma=0.0)
+    radius = patch // 2
+    margin = 2 * radius + stride
+    padded = xp.permute_dims(reflect_pad(values, margin), (2, 0, 1))
+    per_offset = xp.reshape(basis, (patch, patch, channels, components))
+    scale = -1.0 / (2.0 * h * sigma * sigma * components)
+    out = xp.empty((channels, height, width), dtype=xp.float32, device=device(values))
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            rows, cols = min(tile, height - top), min(tile, width - left)
+            out[:, top:top + rows, left:left + cols] = _knn_tile(
+                padded, per_offset, scale, backend=backend, patch=patch, k=k, stride=stride,
+                top=top, left=left, rows=rows, cols=cols)
+    return SelfResult(image=xp.permute_dims(out, (1, 2, 0)), sigma=float(sigma))
+
+
+def _knn_tile(padded: Array, per_offset: Array, scale: float, *, backend: Backend, patch: int,
+              k: int, stride: int, top: int, left: int, rows: int, cols: int) -> Array:
+    """One tile of :func:`denoise_self_knn`; ``padded`` is (C, H + 2m, W + 2m), m = 2r + s."""
+    xp = array_namespace(padded)
+    channels, padded_height, padded_width = padded.shape
+    radius = patch // 2
+    margin = 2 * radius + stride
+    reach = radius + stride  # candidate centres: the tile grown by this much
+    grid_rows, grid_cols = rows + 2 * reach, cols + 2 * reach
+    y0, x0 = top + margin - reach - radius, left + margin - reach - radius  # patch corners
+    features = None
+    for dy in range(patch):
+        for dx in range(patch):
+            window = padded[:, y0 + dy:y0 + dy + grid_rows, x0 + dx:x0 + dx + grid_cols]
+            term = xp.tensordot(xp.permute_dims(per_offset[dy, dx, ...], (1, 0)), window,
+                                axes=1)
+            features = term if features is None else features + term
+    dims = features.shape[0]
+    candidates = xp.reshape(xp.permute_dims(features, (1, 2, 0)), (grid_rows * grid_cols, dims))
+    # references: centres 0, s, 2s, ... of the tile (grid index reach + i*s) covering every row
+    count_y = max(1, math.ceil((rows - 1 - radius) / stride) + 1)
+    count_x = max(1, math.ceil((cols - 1 - radius) / stride) + 1)
+    ref_grid = features[:, reach:reach + (count_y - 1) * stride + 1:stride,
+                        reach:reach + (count_x - 1) * stride + 1:stride]
+    queries = xp.reshape(xp.permute_dims(ref_grid, (1, 2, 0)), (count_y * count_x, dims))
+    k = min(k, candidates.shape[0])
+    distances, indices = backend.kneighbors(candidates, queries, k=k)
+    distances = xp.astype(distances, xp.float32)
+    weight = xp.exp(distances * distances * scale)
+    weight = weight / xp.sum(weight, axis=1, keepdims=True)
+    # neighbour centres in padded coordinates, as flat indices into each channel plane
+    grid_y, grid_x = indices // grid_cols, indices % grid_cols
+    centres = (grid_y + (y0 + radius)) * padded_width + (grid_x + (x0 + radius))
+    centres = xp.reshape(centres, (-1,))
+    planes = xp.reshape(padded, (channels, padded_height * padded_width))
+    span_y, span_x = (count_y - 1) * stride + patch, (count_x - 1) * stride + patch
+    total = xp.zeros((channels, span_y, span_x), dtype=xp.float32, device=device(padded))
+    count = xp.zeros((span_y, span_x), dtype=xp.float32, device=device(padded))
+    ones = xp.ones((count_y, count_x), dtype=xp.float32, device=device(padded))
+    for dy in range(patch):
+        for dx in range(patch):
+            shift = (dy - radius) * padded_width + (dx - radius)
+            gathered = xp.reshape(xp.take(planes, centres + shift, axis=1),
+                                  (channels, queries.shape[0], k))
+            estimate = xp.reshape(xp.sum(gathered * weight, axis=2),
+                                  (channels, count_y, count_x))
+            # reference i's pixel at offset (dy, dx) lands at row i*s + dy of ``total``
+            rows_at = slice(dy, dy + (count_y - 1) * stride + 1, stride)
+            cols_at = slice(dx, dx + (count_x - 1) * stride + 1, stride)
+            total[:, rows_at, cols_at] += estimate
+            count[rows_at, cols_at] += ones
+    # ``total`` row 0 is tile row -radius
+    return (total[:, radius:radius + rows, radius:radius + cols]
+            / count[radius:radius + rows, radius:radius + cols])

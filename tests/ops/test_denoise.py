@@ -7,6 +7,7 @@ from gpupix.backends import CpuBackend
 from gpupix.ops.denoise import (
     denoise_patchwise,
     denoise_self,
+    denoise_self_knn,
     fit_knn_denoiser,
     load_model,
     patch_rows,
@@ -180,3 +181,22 @@ def test_self_mode_under_array_api_strict(any_backend):
     expected = denoise_self(noisy, window=5, tile=20)
     np.testing.assert_allclose(any_backend.to_host(got.image), expected.image, atol=1e-2)
     assert abs(got.sigma - expected.sigma) < 1e-3
+
+
+def test_global_knn_self_mode_improves_and_agrees_under_strict():
+    rng = np.random.default_rng(3)
+    clean = shapes_image(40)
+    noisy = np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).astype(np.float32)
+    cpu = denoise_self_knn(noisy, backend=CpuBackend(), tile=24)
+    assert psnr(clean, cpu.image) > psnr(clean, noisy) + 5
+    strict_backend = StrictBackend()
+    strict = denoise_self_knn(strict_backend.to_device(noisy), backend=strict_backend, tile=24)
+    np.testing.assert_allclose(strict_backend.to_host(strict.image), cpu.image, atol=0.05)
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_global_knn_with_k1_returns_the_image(stride):
+    # each reference patch's nearest patch is itself: every estimate is the input
+    noisy = np.random.default_rng(4).uniform(0, 255, (23, 17, 3)).astype(np.float32)
+    out = denoise_self_knn(noisy, backend=CpuBackend(), k=1, patch=3, stride=stride, tile=10)
+    np.testing.assert_allclose(out.image, noisy, atol=1e-3)
