@@ -112,6 +112,7 @@ class DenoiseConfig(Section):
     method: Literal["self", "model"] = "self"
     model: str | None = None          # method model: a .npz written by fit_denoiser
     noise: NoiseConfig | None = None  # corrupt the (clean) inputs first, then score the result
+    difference: bool = False          # with noise: also write |denoised - clean| as name.diff.png
     k: int | None = Field(None, ge=1, le=1000)       # model: its own k; global search: 32
     search: Literal["window", "global"] = "window"   # method self: where neighbours are sought
     patch: int | None = Field(None, ge=1, le=15)     # None: 3 (window), 5 (global)
@@ -135,6 +136,9 @@ class DenoiseConfig(Section):
         if self.method == "self" and self.model:
             raise ValueError("denoise.model is given but method is 'self'; "
                              "use method: model to use it")
+        if self.difference and self.noise is None:
+            raise ValueError("denoise.difference needs denoise.noise: the difference is taken "
+                             "against the clean input")
         if self.search == "global" and self.patch is not None and self.stride > self.patch:
             raise ValueError(f"denoise.stride ({self.stride}) must be at most denoise.patch "
                              f"({self.patch}), or some pixels are in no patch")

@@ -233,3 +233,26 @@ def test_global_stride_must_not_leave_gaps(tmp_path):
                     denoise={"search": "global", "patch": 3, "stride": 4})
     result = runner.invoke(app, ["run", str(job)])
     assert result.exit_code == 2 and "denoise.stride (4) must be at most" in result.output
+
+
+def test_difference_image_is_the_absolute_error(tmp_path):
+    clean = gradient_image(20, 24)
+    Image.fromarray(clean).save(tmp_path / "g.png")
+    result = denoise(tmp_path, "g.png", None, difference=True)
+    assert result.exit_code == 0, result.output
+    denoised = np.asarray(Image.open(tmp_path / "denoised" / "g.png")).astype(int)
+    difference = np.asarray(Image.open(tmp_path / "denoised" / "g.diff.png"))
+    np.testing.assert_array_equal(difference, np.abs(denoised - clean))
+    assert difference.max() > 0
+    row = rows(tmp_path / "denoised")[0]
+    assert len(row["outputs"]) == 3
+    rmse = np.sqrt(np.mean(difference.astype(float) ** 2))
+    assert abs(row["rmse"] - rmse) < 1e-3
+
+
+def test_difference_needs_noise(tmp_path):
+    Image.fromarray(gradient_image(10, 10)).save(tmp_path / "g.png")
+    job = write_job(tmp_path, "d", job="denoise", input={"paths": ["g.png"]},
+                    output={"dir": "out"}, denoise={"difference": True})
+    result = runner.invoke(app, ["run", str(job)])
+    assert result.exit_code == 2 and "denoise.difference needs denoise.noise" in result.output

@@ -110,6 +110,8 @@ class DenoiseJob:
         outputs = [item.relative.with_suffix(".png")]
         if self.noise is not None:  # the corrupted input, to look at next to the result
             outputs.append(item.relative.with_name(item.relative.stem + ".noisy.png"))
+        if self.settings.difference:  # what denoising got wrong, as in the seed
+            outputs.append(item.relative.with_name(item.relative.stem + ".diff.png"))
         return outputs
 
     def _device_model(self, backend: Backend) -> KnnDenoiser:
@@ -154,8 +156,11 @@ class DenoiseJob:
             metrics["psnr_noisy"] = round(psnr(clean, noisy), 4)
             metrics["rmse_noisy"] = round(rmse(clean, noisy), 4)
         alpha = image.pixels[..., 3] if image.has_alpha else None
-        return Processed(payload={"denoised": out, "noisy": noisy_u8, "alpha": alpha},
-                         metrics=metrics)
+        difference = None
+        if settings.difference:
+            difference = np.abs(out.astype(np.int16) - values.astype(np.int16)).astype(np.uint8)
+        return Processed(payload={"denoised": out, "noisy": noisy_u8, "alpha": alpha,
+                                  "difference": difference}, metrics=metrics)
 
     def _with_model(self, noisy: Array, image: DecodedImage, backend: Backend) -> Array:
         xp = backend.xp
@@ -185,6 +190,8 @@ class DenoiseJob:
         contents = [encode_png(payload["denoised"], payload["alpha"])]
         if payload["noisy"] is not None:
             contents.append(encode_png(payload["noisy"], payload["alpha"]))
+        if payload["difference"] is not None:
+            contents.append(encode_png(payload["difference"]))
         return contents
 
 

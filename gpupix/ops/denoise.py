@@ -426,6 +426,7 @@ def _self_tile(padded: Array, per_offset: Array, scale: float, *, patch: int, re
             term = xp.tensordot(xp.permute_dims(per_offset[dy, dx, ...], (1, 0)), window,
                                 axes=1)
             features = term if features is None else features + term
+    features = features * math.sqrt(-scale)  # so that a pair's weight is exp(-|diff|^2)
     sy, sx = top + margin, left + margin
     # the patch itself: weight 1 from each of the patch*patch patches covering a pixel
     total = padded[:, sy:sy + rows, sx:sx + cols] * float(patch * patch)
@@ -437,7 +438,7 @@ def _self_tile(padded: Array, per_offset: Array, scale: float, *, patch: int, re
         ys, xs = max(0, -oy), max(0, -ox)
         ye, xe = grid_rows - max(0, oy), grid_cols - max(0, ox)
         diff = features[:, ys:ye, xs:xe] - features[:, ys + oy:ye + oy, xs + ox:xe + ox]
-        pair = xp.exp(xp.sum(diff * diff, axis=0) * scale)
+        pair = xp.exp(-xp.sum(diff * diff, axis=0))
         covering = _box(pair, patch)  # summed weight of the pairs whose patches cover a pixel
         a, b = reach - ys, reach - xs
         forward = covering[a:a + rows, b:b + cols]
@@ -449,7 +450,7 @@ def _self_tile(padded: Array, per_offset: Array, scale: float, *, patch: int, re
     return total / weight_sum
 
 
-def denoise_self_knn(image: Array, *, backend: Backend, patch: int = 5, k: int = 16,
+def denoise_self_knn(image: Array, *, backend: Backend, patch: int = 5, k: int = 32,
                      stride: int = 2, components: int = 8, h: float = 1.0,
                      sigma: float | None = None, tile: int = 128) -> SelfResult:
     """Self-similar denoising by k nearest patches anywhere in a tile, through the backend.
@@ -466,7 +467,7 @@ def denoise_self_knn(image: Array, *, backend: Backend, patch: int = 5, k: int =
     image : (H, W, C) array of 0..255 values
     backend : Backend
     patch : int, default=5
-    k : int, default=16
+    k : int, default=32
     stride : int, default=2
         At most ``patch``, so that every pixel is covered.
     components, h, sigma, tile
