@@ -256,3 +256,14 @@ def test_difference_needs_noise(tmp_path):
                     output={"dir": "out"}, denoise={"difference": True})
     result = runner.invoke(app, ["run", str(job)])
     assert result.exit_code == 2 and "denoise.difference needs denoise.noise" in result.output
+
+
+def test_whole_kind_refuses_large_images_with_advice(tmp_path):
+    (tmp_path / "train").mkdir()
+    for i in range(2):
+        Image.fromarray(gradient_image(40, 40, seed=i)).save(tmp_path / "train" / f"b{i}.png")
+    job = write_job(tmp_path, "fit", job="fit_denoiser", input={"paths": ["train"]},
+                    output={"dir": "model_out"})
+    result = runner.invoke(app, ["run", str(job)])
+    assert result.exit_code == 2
+    assert "4800 values, more than the 4096" in result.output and "kind: patch" in result.output

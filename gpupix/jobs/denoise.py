@@ -352,6 +352,10 @@ class FitDenoiserJob:
                 "seconds": round(time.perf_counter() - start, 4)}
 
 
+# kind: whole fits a (values x values) covariance and linear map: 4096 is 64x64 grey
+MAX_WHOLE_VALUES = 4096
+
+
 class _Training:
     """Training rows gathered with bounded memory (at most ``samples`` rows)."""
 
@@ -371,6 +375,11 @@ class _Training:
         if self.settings.kind != "whole":
             return
         shape = clean.shape[:2]
+        values = shape[0] * shape[1] * clean.shape[2]
+        if values > MAX_WHOLE_VALUES:  # the PCA and the linear map are (values x values)
+            raise ImageError(f"{item.path}: {shape[1]}x{shape[0]}x{clean.shape[2]} is "
+                             f"{values} values, more than the {MAX_WHOLE_VALUES} a kind: whole "
+                             "model takes (64x64 grey); use kind: patch")
         if self.shape is None:
             self.shape = shape
         elif shape != self.shape:
