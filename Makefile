@@ -26,6 +26,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_quantize.py
 	$(BIN)/python benchmarks/bench_denoise.py
+	$(BIN)/python benchmarks/bench_memory.py
 
 digits: $(STAMP)
 	$(BIN)/python examples/make_digits.py

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +29,46 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _naming_file(message: str, config: Path) -> str:
+    """Config errors found after loading (input paths, output folder) name the file too."""
+    return message if message.startswith(str(config)) else f"{config}: {message}"
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
+    """SIGINT and SIGTERM set a stop event (the run ends after the images in flight).
+
+    A second signal raises KeyboardInterrupt at once. Yields the event and the list the
+    received signal numbers go into. Outside the main thread, signals cannot be handled;
+    the defaults are left alone.
+    """
+    stop = threading.Event()
+    received: list[int] = []
+
+    def handle(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous[number] = signal.signal(number, handle)
+    try:
+        yield stop, received
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _interrupted_exit(signum: int | None, message: str) -> typer.Exit:
+    """128 + the signal's number, as a shell reports a process ended by that signal."""
+    number = signum or signal.SIGINT
+    name = signal.Signals(number).name
+    return _fail(f"interrupted by {name}: {message}", 128 + number)
+
+
 def _load(config: Path, backend: str | None, overrides: list[str] | None):
     from gpupix.config import load_config
 
@@ -42,31 +86,47 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary")
                      ] = False,
 ) -> None:
-    """Run a job: stream the input images through a backend into the output folder."""
+    """Run a job: stream the input images through a backend into the output folder.
+
+    SIGINT (Ctrl-C) or SIGTERM stops it after the images in flight, keeps every finished
+    output and its metrics row, and exits 130 or 143; rerunning does the remaining images.
+    """
     from gpupix.backends import get_backend
     from gpupix.pipeline import run_job
 
-    try:
-        job_config = _load(config, backend, overrides)
-        chosen = get_backend(job_config.backend)
-        reporter = None if quiet else _progress_reporter()
+    with _stop_on_signals() as (stop, received):
         try:
-            result = run_job(job_config, chosen, reporter=reporter)
-        finally:
-            if reporter is not None:
-                reporter.stop()
-    except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
-    except BackendUnavailableError as exc:
-        raise _fail(str(exc), 2) from None
-    except GpupixError as exc:
-        raise _fail(str(exc), 1) from None
+            job_config = _load(config, backend, overrides)
+            chosen = get_backend(job_config.backend)
+            reporter = None if quiet else _progress_reporter()
+            try:
+                result = run_job(job_config, chosen, reporter=reporter, stop=stop)
+            finally:
+                if reporter is not None:
+                    reporter.stop()
+        except ConfigError as exc:
+            raise _fail(_naming_file(str(exc), config), 2) from None
+        except BackendUnavailableError as exc:
+            raise _fail(_naming_file(str(exc), config), 2) from None
+        except GpupixError as exc:
+            raise _fail(str(exc), 1) from None
+        except KeyboardInterrupt:  # a second signal, or Ctrl-C before the handlers were set
+            raise _interrupted_exit(received[-1] if received else None,
+                                    "aborted; outputs on disk are complete, rerun to finish"
+                                    ) from None
     if not quiet:
         _print_summary(result)
     else:
         for row in result.rows:
             if row["status"] == "failed":
                 typer.echo(f"failed: {row['error']}", err=True)
+    if result.interrupted:
+        total = len(result.rows) + result.remaining
+        raise _interrupted_exit(received[0] if received else None,
+                                f"{result.remaining} of {total} images not done yet; outputs "
+                                "on disk are complete, rerun the same command to finish")
+    if result.summary["images"] == 0:
+        typer.echo(f"{config}: 0 images found in input.paths; nothing to do", err=True)
     raise typer.Exit(result.exit_code)
 
 
@@ -79,7 +139,7 @@ def validate(
     try:
         job_config = _load(config, None, overrides)
     except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
+        raise _fail(_naming_file(str(exc), config), 2) from None
     typer.echo(f"{config}: valid {job_config.job} job")
 
 

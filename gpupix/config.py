@@ -230,6 +230,7 @@ def validate_config(data: Any, *, source: str = "<config>", base_dir: Path | Non
         raise ConfigError(f"{source}: {_format_error(first)}{more}") from None
     if base_dir is not None:
         config = _resolve_paths(config, base_dir)
+    _check_output_outside_inputs(config, source)
     return config
 
 
@@ -270,3 +271,38 @@ def _resolve_paths(config: JobConfig, base_dir: Path) -> JobConfig:
 
 # (section, field) pairs holding a path, resolved against the config file's directory
 SECTION_PATHS: tuple[tuple[str, str], ...] = (("fit_denoiser", "clean"), ("denoise", "model"))
+
+
+def _check_output_outside_inputs(config: JobConfig, source: str) -> None:
+    """Refuse an output folder that is, or is inside, a folder the inputs are read from.
+
+    Outputs there would be read back as inputs by the next run, or replace an input of the
+    same name. Checked on paths only (symlinks resolved), so ``validate`` catches it too.
+    """
+    output = Path(os.path.realpath(config.output.dir))
+    for index, entry in enumerate(config.input.paths):
+        path = Path(entry)
+        if set("*?[") & set(entry):
+            root = Path(*_until_magic(path.parts))
+            what = f"the folder the glob {entry!r} reads"
+        elif path.is_dir():
+            root, what = path, "that input folder"
+        else:
+            root, what = path.parent, "the folder of that input file"
+            if Path(os.path.realpath(root)) != output:
+                continue  # a file's neighbours are not read: only its own folder is refused
+        root = Path(os.path.realpath(root))
+        if output == root or root in output.parents:
+            raise ConfigError(
+                f"{source}: output.dir: {config.output.dir!r} is, or is inside, "
+                f"input.paths[{index}] ({what}, {str(root)!r}); outputs would be read back "
+                "as inputs or replace them; choose an output folder outside the inputs")
+
+
+def _until_magic(parts: tuple[str, ...]) -> list[str]:
+    taken = []
+    for part in parts:
+        if set("*?[") & set(part):
+            break
+        taken.append(part)
+    return taken

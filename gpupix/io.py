@@ -6,10 +6,16 @@ back into files, never leaving a half-written file behind.
 
 from __future__ import annotations
 
+import errno
 import glob
 import io
 import os
+import re
+import stat
 import tempfile
+import threading
+import warnings
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
@@ -22,7 +28,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gpupix.errors import ConfigError, ImageError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+# Pillow identifies a file by its content, not its name: only these decoders may run, so a
+# file named .png that is really EPS (Ghostscript) or another exotic format is refused.
+DECODE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG includes MPO
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TEMP_PREFIX = ".gpupix-tmp-"
 _GLOB_MAGIC = set("*?[")
 
@@ -68,7 +78,12 @@ def discover(paths: Iterable[str], *, recursive: bool = False, field_name: str =
     """Expand files, directories and globs into sorted, de-duplicated :class:`InputItem` s.
 
     Directories take files whose suffix is in :data:`IMAGE_SUFFIXES`; a named file is taken
-    whatever its suffix. A path that matches nothing raises :class:`ConfigError`.
+    whatever its suffix. A path that does not exist raises :class:`ConfigError`; a folder or
+    glob with no images gives no items. Entries that are not directories are kept even when
+    they cannot be read (a broken symlink, a symlink loop, a FIFO, no permission), so that
+    :func:`decode` reports each as a failed image instead of it vanishing from the batch.
+    Directory symlinks are not followed by ``recursive`` folder walks; ``**`` globs follow
+    them, and a loop ends where the system stops resolving it (duplicates are dropped).
     """
     found: dict[Path, InputItem] = {}
     for index, entry in enumerate(paths):
@@ -77,21 +92,21 @@ def discover(paths: Iterable[str], *, recursive: bool = False, field_name: str =
             base = _glob_base(entry)
             for match in sorted(glob.glob(entry, recursive=recursive)):
                 p = Path(match)
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+                if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir():
                     candidates.append((p, p.relative_to(base)))
         else:
             p = Path(entry)
             if p.is_dir():
                 walker = p.rglob("*") if recursive else p.glob("*")
                 for child in sorted(walker):
-                    if child.suffix.lower() in IMAGE_SUFFIXES and child.is_file():
+                    if child.suffix.lower() in IMAGE_SUFFIXES and not child.is_dir():
                         candidates.append((child, child.relative_to(p)))
-            elif p.exists():
+            elif p.exists() or p.is_symlink():
                 candidates.append((p, Path(p.name)))
             else:
                 raise ConfigError(f"{field_name}[{index}]: {entry!r} does not exist")
         for path, relative in candidates:
-            key = path.resolve()
+            key = Path(os.path.realpath(path))  # never raises, even on a symlink loop
             if key not in found:
                 found[key] = InputItem(relative=relative, path=path)
     return sorted(found.values())
@@ -101,31 +116,127 @@ def decode(path: Path, *, max_pixels: int | None = None) -> DecodedImage:
     """Read an image as (H, W, 3) RGB or (H, W, 4) RGBA uint8, upright per its EXIF tag.
 
     Palette and grey images become RGB (RGBA when they carry transparency); 16-bit images are
-    scaled to 8 bits; CMYK is converted. Raises :class:`ImageError` with the reason.
+    scaled to 8 bits; CMYK is converted; a multi-frame file (animated GIF, multi-page TIFF)
+    gives its first frame and says so in ``notes``. The declared size is checked against
+    ``max_pixels`` (default: Pillow's ``Image.MAX_IMAGE_PIXELS``) before any pixel is
+    decoded, PNG chunk checksums are verified, and only :data:`DECODE_FORMATS` are decoded.
+    Raises :class:`ImageError` with one line naming the file and the reason.
     """
     limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
+    size = _check_regular_file(path)
     try:
-        size = path.stat().st_size
-        with Image.open(path) as image:
-            width, height = image.size
-            if limit and width * height > limit:
-                raise ImageError(f"{path}: {width}x{height} is more than {limit:,} pixels "
-                                 "(a decompression bomb guard); refusing to decode")
-            notes = []
-            frames = getattr(image, "n_frames", 1)
-            if frames > 1:
-                notes.append(f"animated: first of {frames} frames used")
-            image.load()
-            image = ImageOps.exif_transpose(image) or image
-            pixels = _to_uint8_array(image, path)
-            mode = image.mode
+        with open(path, "rb") as handle:
+            if handle.read(8) == PNG_SIGNATURE:
+                _check_png_chunks(handle, path)
+            handle.seek(0)
+            Image.init()  # registers every plugin once, so ``formats`` can name any of them
+            with warnings.catch_warnings():
+                # the size is checked below with a clearer message than Pillow's warning
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(handle, formats=DECODE_FORMATS)
+            with image:
+                width, height = image.size
+                if limit and width * height > limit:
+                    raise ImageError(_bomb_message(path, width, height, limit))
+                notes = []
+                frames = getattr(image, "n_frames", 1)
+                if frames > 1:
+                    notes.append(f"{frames} frames: only the first is used")
+                    image.seek(0)
+                image.load()
+                image = ImageOps.exif_transpose(image) or image
+                pixels = _to_uint8_array(image, path)
+                mode = image.mode
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{path}: not a readable image ({exc})") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses sizes past twice its limit while opening, before we see the size
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(declared.group(1)):,} pixels" if declared else "a size"
+        raise ImageError(f"{path}: declares {pixels}, more than the {limit:,} allowed (a "
+                         "decompression bomb guard); refused before decoding") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image in a supported format "
+                         f"({', '.join(DECODE_FORMATS)})") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({_os_reason(exc)})") from None
+    except MemoryError:
+        raise ImageError(f"{path}: not enough memory to decode it") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow parses untrusted bytes; any slip is a bad file
         raise ImageError(f"{path}: cannot decode ({type(exc).__name__}: {exc})") from None
     return DecodedImage(pixels=pixels, mode=mode, bytes_in=size, notes=notes)
+
+
+def _check_regular_file(path: Path) -> int:
+    """Size of ``path``; refuses, without opening it, anything that is not a regular file.
+
+    Opening a FIFO would block forever and a device could stream without end.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT and os.path.islink(path):
+            raise ImageError(f"{path}: broken symbolic link (its target does not exist)"
+                             ) from None
+        raise ImageError(f"{path}: cannot read ({_os_reason(exc)})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(info.st_mode) else "a socket"
+                if stat.S_ISSOCK(info.st_mode) else "a device"
+                if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "a directory"
+                if stat.S_ISDIR(info.st_mode) else "not a regular file")
+        raise ImageError(f"{path}: is {kind}, not an image file; skipped without reading it")
+    if info.st_size == 0:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    return info.st_size
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
+def _bomb_message(path: Path, width: int, height: int, limit: int) -> str:
+    return (f"{path}: declares {width}x{height} = {width * height:,} pixels, more than the "
+            f"{limit:,} allowed (a decompression bomb guard); refused before decoding")
+
+
+def _check_png_chunks(handle: io.BufferedReader, path: Path) -> None:
+    """Verify every PNG chunk's CRC (Pillow skips those of the image data).
+
+    Streams the file in bounded pieces, so memory does not grow with the file. Stops at IEND;
+    a file that ends before IEND is reported as truncated.
+    """
+    offset = 8
+    while True:
+        header = handle.read(8)
+        if len(header) < 8:
+            raise ImageError(f"{path}: truncated PNG (ends at byte {offset} without IEND)")
+        length = int.from_bytes(header[:4], "big")
+        kind = header[4:8]
+        if length > 0x7FFFFFFF or not kind.isalpha():
+            raise ImageError(f"{path}: corrupt PNG (bad chunk header at byte {offset})")
+        crc = zlib.crc32(kind)
+        remaining = length
+        while remaining:
+            piece = handle.read(min(remaining, 1 << 20))
+            if not piece:
+                raise ImageError(f"{path}: truncated PNG (chunk {kind.decode()} at byte "
+                                 f"{offset} is cut short)")
+            crc = zlib.crc32(piece, crc)
+            remaining -= len(piece)
+        stored = handle.read(4)
+        if len(stored) < 4:
+            raise ImageError(f"{path}: truncated PNG (chunk {kind.decode()} at byte {offset} "
+                             "has no checksum)")
+        if int.from_bytes(stored, "big") != crc:
+            raise ImageError(f"{path}: corrupt PNG (bad CRC in chunk {kind.decode()} at byte "
+                             f"{offset})")
+        if kind == b"IEND":
+            return
+        offset += 12 + length
 
 
 def _to_uint8_array(image: Image.Image, path: Path) -> np.ndarray:
@@ -200,6 +311,14 @@ class _suppress_os_error:
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def until_stopped(items: Iterable[T], stop: threading.Event | None) -> Iterator[T]:
+    """``items`` until ``stop`` is set: an executor fed through this takes no new work after."""
+    for item in items:
+        if stop is not None and stop.is_set():
+            return
+        yield item
 
 
 def read_ahead(items: Iterable[T], work: Callable[[T], R], *, pool: Executor, depth: int

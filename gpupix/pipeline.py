@@ -2,14 +2,18 @@
 
 It plans the work (inputs -> outputs, skips for resume, duplicate names), hands the rest to
 an executor, streams one metrics row per image into ``metrics.jsonl`` and ends with
-``summary.json``.
+``summary.json``. A ``stop`` event ends a run early but cleanly: the images done so far are
+recorded, and a rerun of the same job does exactly the remaining ones.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import platform
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,9 +23,16 @@ from typing import Any
 import gpupix
 from gpupix.backends import Backend, get_backend
 from gpupix.config import JobConfig
-from gpupix.errors import ConfigError
+from gpupix.errors import ConfigError, GpupixError
 from gpupix.executors.local import LocalExecutor, Row, failed_row
-from gpupix.io import InputItem, discover, remove_stale_temporaries, write_atomic
+from gpupix.io import (
+    TEMP_PREFIX,
+    InputItem,
+    discover,
+    remove_stale_temporaries,
+    until_stopped,
+    write_atomic,
+)
 from gpupix.jobs import make_job
 
 METRICS_FILE = "metrics.jsonl"
@@ -42,11 +53,31 @@ class RunSummary:
     summary: dict[str, Any]
     output_dir: Path
     counts: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+    remaining: int = 0
 
     @property
     def exit_code(self) -> int:
         """0 when every image is done (ok or skipped), 1 when any failed."""
         return 1 if self.counts.get("failed", 0) else 0
+
+
+def to_json(value: Any, **options: Any) -> str:
+    """Strict JSON: non-finite floats (an identical image's PSNR is inf) are written as null.
+
+    ``json.dumps`` would write ``Infinity``, which most JSON readers refuse.
+    """
+    return json.dumps(_finite(value), allow_nan=False, **options)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def read_rows(path: Path) -> list[Row]:
@@ -72,6 +103,13 @@ def prepare_output_dir(config: JobConfig) -> Path:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"output.dir: cannot create {str(output_dir)!r} ({exc})") from None
+    try:  # fail now, as a config error, rather than once per image
+        probe, probe_path = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=output_dir)
+        os.close(probe)
+        os.unlink(probe_path)
+    except OSError as exc:
+        raise ConfigError(f"output.dir: cannot write in {str(output_dir)!r} "
+                          f"({exc.strerror or exc})") from None
     remove_stale_temporaries(output_dir)
     return output_dir
 
@@ -134,10 +172,17 @@ def summarize(config: JobConfig, rows: list[Row], backend: Backend, wall_seconds
 
 
 def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = None,
-            reporter: Reporter | None = None) -> RunSummary:
-    """Run ``config`` over its inputs; rows for every input end up in metrics.jsonl."""
+            reporter: Reporter | None = None, *, stop: threading.Event | None = None
+            ) -> RunSummary:
+    """Run ``config`` over its inputs; rows for every input end up in metrics.jsonl.
+
+    ``stop``, when set during the run (the CLI sets it on SIGINT/SIGTERM), makes the
+    executor take no new image; the rows so far and ``summary.json`` are still written, and
+    the result says ``interrupted`` and how many images remain for a rerun.
+    """
     started = time.perf_counter()
     reporter = reporter or Reporter()
+    stop = stop if stop is not None else threading.Event()
     backend = backend or get_backend(config.backend)
     job = make_job(config)
     items = discover(config.input.paths, recursive=config.input.recursive)
@@ -151,24 +196,41 @@ def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = N
                          overwrite=config.output.overwrite, previous=previous)
     executor = executor or LocalExecutor(batch_size=config.batch.size,
                                          prefetch=config.batch.prefetch,
-                                         io_workers=config.batch.io_workers)
+                                         io_workers=config.batch.io_workers, stop=stop)
     reporter.start(len(items))
     rows_by_input: dict[str, Row] = {}
-    with metrics_path.open("a", encoding="utf-8") as stream:
-        for row in settled:
-            rows_by_input[row["input"] + "\0" + row["output"]] = row
-            reporter.advance(row)
-        for row in executor.run(work, job, backend):
-            rows_by_input[row["input"] + "\0" + row["output"]] = row
-            stream.write(json.dumps(row) + "\n")  # one write per row: a kill tears one line
-            stream.flush()
-            reporter.advance(row)
-    rows = sorted(rows_by_input.values(), key=lambda r: (r["output"], r["input"]))
-    write_atomic(metrics_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
-    summary = summarize(config, rows, backend, time.perf_counter() - started)
-    write_atomic(output_dir / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
+    done = 0
+    writing_to = metrics_path  # named in the one-line error if the disk refuses a write
+    try:
+        with metrics_path.open("a", encoding="utf-8") as stream:
+            for row in settled:
+                rows_by_input[row["input"] + "\0" + row["output"]] = row
+                reporter.advance(row)
+            results = executor.run(until_stopped(work, stop), job, backend)
+            try:
+                for row in results:
+                    rows_by_input[row["input"] + "\0" + row["output"]] = row
+                    stream.write(to_json(row) + "\n")  # one write per row: a kill tears one
+                    stream.flush()
+                    done += 1
+                    reporter.advance(row)
+            finally:  # on an error here, the executor cancels its queued work now
+                getattr(results, "close", lambda: None)()
+        rows = sorted(rows_by_input.values(), key=lambda r: (r["output"], r["input"]))
+        write_atomic(metrics_path, "".join(to_json(r) + "\n" for r in rows).encode())
+        summary = summarize(config, rows, backend, time.perf_counter() - started)
+        remaining = len(work) - done
+        if stop.is_set() and remaining:
+            summary["interrupted"] = True
+            summary["remaining"] = remaining
+        writing_to = output_dir / SUMMARY_FILE
+        write_atomic(output_dir / SUMMARY_FILE, (to_json(summary, indent=2) + "\n").encode())
+    except OSError as exc:  # disk full, folder removed under us: one line, not a traceback
+        raise GpupixError(f"{writing_to}: cannot write ({exc.strerror or exc}); outputs written so "
+                          "far are complete, rerun to finish") from None
     return RunSummary(rows=rows, summary=summary, output_dir=output_dir,
-                      counts=summary["counts"])
+                      counts=summary["counts"], interrupted="interrupted" in summary,
+                      remaining=remaining)
 
 
 def run_whole_set(config: JobConfig, job: Any, items: list[InputItem], output_dir: Path,
@@ -183,9 +245,9 @@ def run_whole_set(config: JobConfig, job: Any, items: list[InputItem], output_di
     rows = sorted(job.run_whole_set(items, output_dir, backend, reporter.advance),
                   key=lambda r: r["input"])
     write_atomic(output_dir / METRICS_FILE,
-                 "".join(json.dumps(r) + "\n" for r in rows).encode())
+                 "".join(to_json(r) + "\n" for r in rows).encode())
     summary = summarize(config, rows, backend, time.perf_counter() - started)
     summary.update(getattr(job, "summary_extra", None) or {})
-    write_atomic(output_dir / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
+    write_atomic(output_dir / SUMMARY_FILE, (to_json(summary, indent=2) + "\n").encode())
     return RunSummary(rows=rows, summary=summary, output_dir=output_dir,
                       counts=summary["counts"])

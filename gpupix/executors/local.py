@@ -1,11 +1,14 @@
 """In-process executor: a reader pool decodes ahead, the backend computes, a writer pool writes.
 
 Memory is bounded by ``batch.size * (batch.prefetch + 1)`` images in flight on each side,
-never by the number of images.
+never by the number of images. A ``stop`` event (set by the CLI on SIGINT/SIGTERM) ends the
+run between images: no new image is computed, decodes not yet started are cancelled, and
+the writes already under way finish (each output is whole or absent) and are reported.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -15,7 +18,14 @@ from typing import Any
 
 from gpupix.backends.base import Backend
 from gpupix.errors import ImageError
-from gpupix.io import DecodedImage, InputItem, decode, read_ahead, write_atomic
+from gpupix.io import (
+    DecodedImage,
+    InputItem,
+    decode,
+    read_ahead,
+    until_stopped,
+    write_atomic,
+)
 from gpupix.jobs.base import Job, Processed
 
 Row = dict[str, Any]
@@ -41,9 +51,11 @@ def ok_row(item: InputItem, outputs: list[Path], image: DecodedImage, processed:
                 "bytes_in": image.bytes_in, "bytes_out": sizes[0]}
     if len(outputs) > 1:
         row["outputs"] = [str(p) for p in outputs]
-    if image.notes:
-        row["notes"] = "; ".join(image.notes)
     row.update(processed.metrics)
+    job_note = processed.metrics.get("notes")
+    notes = [*image.notes, *([job_note] if job_note else [])]
+    if notes:  # the decoder's notes (e.g. frames dropped) and the job's are both kept
+        row["notes"] = "; ".join(notes)
     return row
 
 
@@ -71,21 +83,43 @@ def process_item(item: InputItem, outputs: list[Path], job: Job, backend: Backen
 
 
 class LocalExecutor:
-    """Threads in this process: decode and encode overlap with the backend's compute."""
+    """Threads in this process: decode and encode overlap with the backend's compute.
 
-    def __init__(self, *, batch_size: int = 16, prefetch: int = 2, io_workers: int = 2) -> None:
+    Parameters
+    ----------
+    batch_size, prefetch : int
+        At most ``batch_size * (prefetch + 1)`` images are decoded ahead and as many wait
+        to be written.
+    io_workers : int, default=2
+        Threads in each of the reader and writer pools.
+    stop : threading.Event, optional
+        When set, the run ends after the image being computed; see the module docstring.
+    """
+
+    def __init__(self, *, batch_size: int = 16, prefetch: int = 2, io_workers: int = 2,
+                 stop: threading.Event | None = None) -> None:
         self.batch_size = batch_size
         self.depth = batch_size * (prefetch + 1)
         self.io_workers = io_workers
+        self.stop = stop
 
     def run(self, work: Iterable[tuple[InputItem, list[Path]]], job: Job, backend: Backend,
             ) -> Iterator[Row]:
-        """Yield one row per item, as soon as its outputs are on disk (input order)."""
-        with ThreadPoolExecutor(self.io_workers, thread_name_prefix="gpupix-read") as readers, \
-                ThreadPoolExecutor(self.io_workers, thread_name_prefix="gpupix-write") as writers:
-            writing: deque[tuple[Callable[[], Row], Future[Any]]] = deque()
-            decoded = read_ahead(work, _timed_decode, pool=readers, depth=self.depth)
+        """Yield one row per item, as soon as its outputs are on disk (input order).
+
+        Items not reached before ``stop`` is set yield no row: they are left for a rerun.
+        """
+        stop = self.stop if self.stop is not None else threading.Event()
+        readers = ThreadPoolExecutor(self.io_workers, thread_name_prefix="gpupix-read")
+        writers = ThreadPoolExecutor(self.io_workers, thread_name_prefix="gpupix-write")
+        writing: deque[tuple[Callable[[], Row], Future[Any]]] = deque()
+        finished = False
+        try:
+            decoded = read_ahead(until_stopped(work, stop), _timed_decode, pool=readers,
+                                 depth=self.depth)
             for (item, outputs), future in decoded:
+                if stop.is_set():
+                    break
                 start = time.perf_counter()
                 try:
                     image, read_seconds = future.result()
@@ -99,8 +133,16 @@ class LocalExecutor:
                                 pending))
                 while len(writing) > self.depth or (writing and writing[0][1].done()):
                     yield writing.popleft()[0]()
+            readers.shutdown(wait=False, cancel_futures=True)  # stopped: drop unread decodes
             while writing:
                 yield writing.popleft()[0]()
+            finished = True
+        finally:
+            # Normal end: nothing is left. Interrupted (an exception, or the consumer stopped
+            # early): queued work is cancelled, and writes already running finish, so every
+            # output file is whole or absent.
+            readers.shutdown(wait=True, cancel_futures=True)
+            writers.shutdown(wait=True, cancel_futures=not finished)
 
 
 def _timed_decode(work: tuple[InputItem, list[Path]]) -> tuple[DecodedImage, float]:

@@ -1,0 +1,69 @@
+"""Same config, seed and backend: byte-identical outputs and metrics, whatever the batching."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from gpupix.config import load_config
+from gpupix.pipeline import run_job
+from tests.conftest import few_colour_image, gradient_image
+
+TIMING = {"seconds"}
+SUMMARY_TIMING = {"wall_seconds", "images_per_second"}
+
+
+def varied_images(folder: Path) -> None:
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(gradient_image(20 + 7 * i, 33, seed=i)).save(folder / f"grad{i}.png")
+    rgba = np.dstack([gradient_image(18, 18, seed=9), np.full((18, 18), 255, np.uint8)])
+    rgba[:6, :, 3] = 0
+    Image.fromarray(rgba).save(folder / "alpha.png")
+    Image.fromarray(few_colour_image(5)[0]).save(folder / "few.png")
+    Image.fromarray(gradient_image(16, 16)).convert("L").save(folder / "grey.jpg")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+
+
+def run_with(tmp_path: Path, name: str, batch: dict) -> tuple[dict[str, bytes], list, dict]:
+    job = tmp_path / f"{name}.yaml"
+    job.write_text(yaml.safe_dump({
+        "job": "quantize", "input": {"paths": ["images"]}, "output": {"dir": name},
+        "backend": "cpu", "batch": batch, "seed": 7, "quantize": {"k": 6},
+        "metrics": ["psnr", "rmse", "delta_e", "ssim"]}))
+    result = run_job(load_config(job))
+    out = tmp_path / name
+    files = {p.name: p.read_bytes() for p in sorted(out.glob("*.png"))}
+    rows = [{k: v for k, v in row.items() if k not in TIMING} | {
+        "output": Path(row["output"]).name}
+        for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
+    summary = json.loads((out / "summary.json").read_text())
+    for key in SUMMARY_TIMING:
+        summary.pop(key)
+    summary["means"].pop("seconds")
+    summary["config"].pop("batch")
+    summary["config"]["output"].pop("dir")
+    assert result.counts == {"ok": 5, "skipped": 0, "failed": 1}
+    return files, rows, summary
+
+
+def test_outputs_and_metrics_do_not_depend_on_runs_or_batching(tmp_path):
+    varied_images(tmp_path / "images")
+    reference = run_with(tmp_path, "reference", {"size": 16, "prefetch": 2, "io_workers": 2})
+    assert len(reference[0]) == 5
+    variants = {
+        "again": {"size": 16, "prefetch": 2, "io_workers": 2},
+        "one-at-a-time": {"size": 1, "prefetch": 0, "io_workers": 1},
+        "odd-batches": {"size": 3, "prefetch": 1, "io_workers": 4},
+    }
+    for name, batch in variants.items():
+        files, rows, summary = run_with(tmp_path, name, batch)
+        assert sorted(files) == sorted(reference[0]), name
+        for output, data in reference[0].items():
+            assert files[output] == data, f"{name}: {output} differs"
+        assert rows == reference[1], name
+        assert summary == reference[2], name

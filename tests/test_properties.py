@@ -1,0 +1,209 @@
+"""Property tests (hypothesis): any image shape, mode and parameter in range, on the cpu backend.
+
+No exception but gpupix's own (GpupixError), and outputs of the right shape and dtype.
+Each op or job is one entry in OPS or JOBS: a strategy for its parameters, a call, a check.
+Examples are drawn from a fixed seed (``derandomize``) so CI runs the same ones every time;
+``GPUPIX_PROPERTY_EXAMPLES=500`` explores further (and, when set, from a random seed).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_args
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from gpupix.backends import CpuBackend
+from gpupix.config import validate_config
+from gpupix.errors import GpupixError
+from gpupix.io import decode
+from gpupix.jobs import make_job
+from gpupix.ops.color import ColorSpace, rgb_to_space, space_to_rgb
+from gpupix.ops.metrics import METRICS, compute_metrics
+from gpupix.ops.quantize import quantize
+
+_EXAMPLES = os.environ.get("GPUPIX_PROPERTY_EXAMPLES")
+PROPERTY_SETTINGS = settings(max_examples=int(_EXAMPLES or 30), deadline=None,
+                             derandomize=_EXAMPLES is None,
+                             suppress_health_check=[HealthCheck.too_slow])
+# Pillow modes an input file can have, and the format that can store each
+SPACES = sorted(get_args(ColorSpace))  # every colour space the code knows, as it grows
+MODES = {"RGB": "PNG", "RGBA": "PNG", "L": "PNG", "LA": "PNG", "P": "PNG", "1": "PNG",
+         "I;16": "PNG", "CMYK": "TIFF", "I": "TIFF"}
+
+
+@st.composite
+def pixels(draw, max_side: int = 24) -> np.ndarray:
+    """An (H, W, 4) uint8 RGBA array: 1..max_side a side, few or many colours, some alpha."""
+    height = draw(st.integers(1, max_side))
+    width = draw(st.integers(1, max_side))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    colours = draw(st.sampled_from([1, 2, 3, 17, 300, 0]))  # 0: every pixel its own
+    if colours:
+        palette = rng.integers(0, 256, (colours, 4), dtype=np.uint8)
+        image = palette[rng.integers(0, colours, (height, width))]
+    else:
+        image = rng.integers(0, 256, (height, width, 4), dtype=np.uint8)
+    alpha = draw(st.sampled_from(["opaque", "binary", "partial", "clear"]))
+    if alpha == "opaque":
+        image[..., 3] = 255
+    elif alpha == "binary":
+        image[..., 3] = np.where(image[..., 3] > 127, 255, 0)
+    elif alpha == "clear":
+        image[..., 3] = 0
+    return image
+
+
+@st.composite
+def image_files(draw) -> tuple[Path, tuple[int, int]]:
+    """An image file in one of :data:`MODES`, written to a temporary folder."""
+    rgba = draw(pixels())
+    mode = draw(st.sampled_from(sorted(MODES)))
+    image = Image.fromarray(rgba, "RGBA")
+    if mode == "I;16":
+        image = Image.fromarray(rgba[..., 0].astype(np.uint16) * 257)
+    else:
+        image = image.convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format=MODES[mode])
+    folder = Path(tempfile.mkdtemp(prefix="gpupix-prop-"))
+    path = folder / f"image.{MODES[mode].lower()}"
+    path.write_bytes(buffer.getvalue())
+    return path, rgba.shape[:2]
+
+
+# --- ops: arrays in, arrays out -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OpCase:
+    params: st.SearchStrategy[dict[str, Any]]
+    call: Callable[[np.ndarray, dict[str, Any], CpuBackend], Any]
+    check: Callable[[np.ndarray, dict[str, Any], Any], None]
+
+
+def _check_quantize(rgb: np.ndarray, params: dict[str, Any], result: Any) -> None:
+    palette, indices = np.asarray(result.palette), np.asarray(result.indices)
+    assert palette.dtype == np.uint8 and palette.ndim == 2 and palette.shape[1] == 3
+    assert 1 <= palette.shape[0] <= params["k"]
+    assert indices.dtype == np.uint8 and indices.shape == rgb.shape[:2]
+    assert int(indices.max()) < palette.shape[0]
+
+
+def _check_colour_round_trip(rgb: np.ndarray, params: dict[str, Any], back: Any) -> None:
+    back = np.asarray(back)
+    assert back.shape == rgb.shape and np.issubdtype(back.dtype, np.floating)
+    assert np.abs(back - rgb).max() < 0.5  # each space maps back to the same sRGB
+
+
+def _check_metrics(rgb: np.ndarray, params: dict[str, Any], values: Any) -> None:
+    assert set(values) == set(params["names"])
+    for name, value in values.items():
+        assert isinstance(value, float) and not np.isnan(value), (name, value)
+    if "ssim" in values:
+        assert -1.0 <= values["ssim"] <= 1.0 + 1e-9
+    if "psnr" in values:
+        assert values["psnr"] >= 0
+
+
+def _noisy(rgb: np.ndarray, seed: int) -> np.ndarray:
+    noise = np.random.default_rng(seed).integers(-20, 21, rgb.shape)
+    return np.clip(rgb.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
+OPS: dict[str, OpCase] = {
+    "color round trip": OpCase(
+        params=st.fixed_dictionaries({"space": st.sampled_from(SPACES)}),
+        call=lambda rgb, p, backend: space_to_rgb(rgb_to_space(rgb, p["space"]), p["space"]),
+        check=_check_colour_round_trip,
+    ),
+    "metrics": OpCase(
+        params=st.fixed_dictionaries({
+            "names": st.lists(st.sampled_from(METRICS), min_size=1, unique=True),
+            "seed": st.integers(0, 3),  # 0: identical images
+        }),
+        call=lambda rgb, p, backend: compute_metrics(
+            p["names"], rgb, rgb if p["seed"] == 0 else _noisy(rgb, p["seed"])),
+        check=_check_metrics,
+    ),
+    "quantize": OpCase(
+        params=st.fixed_dictionaries({
+            "k": st.integers(1, 256),
+            "color_space": st.sampled_from(SPACES),
+            "bits": st.integers(1, 8),
+        }),
+        call=lambda rgb, p, backend: quantize(rgb, backend=backend, **p),
+        check=_check_quantize,
+    ),
+}
+
+
+@PROPERTY_SETTINGS
+@given(name=st.sampled_from(sorted(OPS)), rgba=pixels(), data=st.data())
+def test_ops_on_any_image(name, rgba, data):
+    case = OPS[name]
+    params = data.draw(case.params, label="params")
+    rgb = np.ascontiguousarray(rgba[..., :3])
+    try:
+        result = case.call(rgb, params, CpuBackend(n_threads=1))
+    except GpupixError:
+        return
+    case.check(rgb, params, result)
+
+
+# --- jobs: a file in, files out -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JobCase:
+    section: st.SearchStrategy[dict[str, Any]]
+    check: Callable[[list[bytes], tuple[int, int], dict[str, Any]], None]
+
+
+def _check_palette_png(outputs: list[bytes], shape: tuple[int, int], section: dict) -> None:
+    assert len(outputs) == 1
+    with Image.open(io.BytesIO(outputs[0])) as image:
+        assert image.format == "PNG" and image.mode == "P"
+        assert image.size == (shape[1], shape[0])
+        assert len(np.unique(np.asarray(image))) <= section["k"]
+
+
+JOBS: dict[str, JobCase] = {
+    "quantize": JobCase(
+        section=st.fixed_dictionaries({
+            "k": st.integers(2, 256),
+            "color_space": st.sampled_from(SPACES),
+        }),
+        check=_check_palette_png,
+    ),
+}
+
+
+@PROPERTY_SETTINGS
+@given(name=st.sampled_from(sorted(JOBS)), file=image_files(), data=st.data(),
+       metrics=st.sampled_from([(), ("psnr", "rmse", "delta_e", "ssim")]))
+def test_jobs_on_any_image_file(name, file, data, metrics):
+    case = JOBS[name]
+    section = data.draw(case.section, label="section")
+    config = validate_config({"job": name, "input": {"paths": ["unused"]},
+                              "output": {"dir": "unused"}, "backend": "cpu",
+                              "metrics": list(metrics), name: section})
+    job = make_job(config)
+    path, shape = file
+    try:
+        image = decode(path)
+        assert image.pixels.shape[:2] == shape and image.pixels.dtype == np.uint8
+        processed = job.process(image, CpuBackend(n_threads=1))
+        outputs = job.encode(processed)
+    except GpupixError:
+        return
+    finally:
+        path.unlink()
+        path.parent.rmdir()
+    case.check(outputs, shape, section)
