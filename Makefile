@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.gpupix-installed
 
-.PHONY: run test bench lint clean digits
+.PHONY: run test bench lint clean digits run-inpaint
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/gpupix run configs/quantize.yaml
+
+run-inpaint: $(STAMP)
+	$(BIN)/gpupix run configs/corrupt.yaml
+	$(BIN)/gpupix run configs/inpaint.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -27,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_quantize.py
 	$(BIN)/python benchmarks/bench_denoise.py
 	$(BIN)/python benchmarks/bench_memory.py
+	$(BIN)/python benchmarks/bench_inpaint.py
 
 digits: $(STAMP)
 	$(BIN)/python examples/make_digits.py

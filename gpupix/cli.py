@@ -222,7 +222,7 @@ def _print_summary(result) -> None:
     if totals["bytes_in"]:
         table.add_row("bytes in -> out", f"{totals['bytes_in']:,} -> {totals['bytes_out']:,} "
                       f"({totals['bytes_out'] / totals['bytes_in']:.1%})")
-    for key in ("psnr", "delta_e", "ssim", "rmse", "colours_out"):
+    for key in ("psnr", "delta_e", "ssim", "rmse", "colours_out", "psnr_missing", "k"):
         if key in summary["means"]:
             table.add_row(f"mean {key}", f"{summary['means'][key]:.4g}")
     table.add_row("output", str(result.output_dir))

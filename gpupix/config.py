@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gpupix.errors import ConfigError
 
 MetricName = Literal["psnr", "rmse", "delta_e", "ssim"]
-JOB_SECTIONS = ("quantize", "fit_denoiser", "denoise")
+JOB_SECTIONS = ("quantize", "fit_denoiser", "denoise", "corrupt", "inpaint")
 
 
 class Section(BaseModel):
@@ -145,8 +145,62 @@ class DenoiseConfig(Section):
         return self
 
 
+class HolesConfig(Section):
+    count: int = Field(0, ge=0, le=100_000)
+    size: int = Field(40, ge=1, le=65_535)
+
+
+class CorruptConfig(Section):
+    drop: float = Field(0.3, ge=0.0, le=0.99)
+    holes: HolesConfig = HolesConfig()
+    noise: Literal["none", "gaussian", "uniform", "salt_pepper"] = "none"
+    sigma: float = Field(25.0, ge=0.0, le=1000.0)
+    low: int = Field(0, ge=-1000, le=1000)
+    high: int = Field(500, ge=-1000, le=1000)
+    amount: float = Field(0.05, ge=0.0, le=1.0)
+    mark: Literal["magenta", "black", "transparent"] = "magenta"
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> CorruptConfig:
+        if self.low >= self.high:
+            raise ValueError(f"uniform noise needs low < high, got low={self.low}, "
+                             f"high={self.high}")
+        return self
+
+
+class InpaintConfig(Section):
+    mask: Literal["auto", "file", "key_color", "alpha"] = "auto"
+    mask_suffix: str = Field(".mask.png", min_length=1)
+    key_color: str = "#ff00ff"
+    k: int | Literal["auto"] = "auto"
+    weights: Literal["uniform", "distance"] = "distance"
+    method: Literal["knn", "knn_linear", "vote"] = "knn"
+    reference: str | None = None
+    tile: int = Field(256, ge=16, le=16_384)
+
+    @field_validator("key_color")
+    @classmethod
+    def _hex_colour(cls, value: str) -> str:
+        text = value.strip().lstrip("#")
+        if len(text) != 6 or any(c not in "0123456789abcdefABCDEF" for c in text):
+            raise ValueError(f"must be a colour like '#ff00ff', got {value!r}")
+        return "#" + text.lower()
+
+    @field_validator("k")
+    @classmethod
+    def _k_in_range(cls, k: int | str) -> int | str:
+        if k != "auto" and not 1 <= k <= 64:
+            raise ValueError(f"must be 1..64 or auto, got {k}")
+        return k
+
+    @property
+    def key_rgb(self) -> tuple[int, int, int]:
+        text = self.key_color.lstrip("#")
+        return int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16)
+
+
 class JobConfig(Section):
-    job: Literal["quantize", "fit_denoiser", "denoise"]
+    job: Literal["quantize", "fit_denoiser", "denoise", "corrupt", "inpaint"]
     input: InputConfig
     output: OutputConfig
     backend: Literal["auto", "cpu", "cuda"] = "auto"
@@ -156,6 +210,8 @@ class JobConfig(Section):
     quantize: QuantizeConfig | None = None
     fit_denoiser: FitDenoiserConfig | None = None
     denoise: DenoiseConfig | None = None
+    corrupt: CorruptConfig | None = None
+    inpaint: InpaintConfig | None = None
 
     @model_validator(mode="after")
     def _one_job_section(self) -> JobConfig:
@@ -231,6 +287,7 @@ def validate_config(data: Any, *, source: str = "<config>", base_dir: Path | Non
     if base_dir is not None:
         config = _resolve_paths(config, base_dir)
     _check_output_outside_inputs(config, source)
+    _check_inpaint_reference(config, source)
     return config
 
 
@@ -270,7 +327,17 @@ def _resolve_paths(config: JobConfig, base_dir: Path) -> JobConfig:
 
 
 # (section, field) pairs holding a path, resolved against the config file's directory
-SECTION_PATHS: tuple[tuple[str, str], ...] = (("fit_denoiser", "clean"), ("denoise", "model"))
+SECTION_PATHS: tuple[tuple[str, str], ...] = (("fit_denoiser", "clean"), ("denoise", "model"),
+                                               ("inpaint", "reference"))
+
+
+def _check_inpaint_reference(config: JobConfig, source: str) -> None:
+    """inpaint.reference, when given, must be a folder (of clean originals)."""
+    inpaint = config.inpaint
+    if inpaint is not None and inpaint.reference is not None \
+            and not Path(inpaint.reference).is_dir():
+        raise ConfigError(f"{source}: inpaint.reference: {inpaint.reference!r} is not a "
+                          "directory")
 
 
 def _check_output_outside_inputs(config: JobConfig, source: str) -> None:

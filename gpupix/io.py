@@ -53,6 +53,7 @@ class DecodedImage:
     mode: str
     bytes_in: int
     notes: list[str] = field(default_factory=list)
+    path: Path | None = None  # the file it came from (jobs that read files beside it)
 
     @property
     def has_alpha(self) -> bool:
@@ -164,7 +165,7 @@ def decode(path: Path, *, max_pixels: int | None = None) -> DecodedImage:
         raise ImageError(f"{path}: not enough memory to decode it") from None
     except Exception as exc:  # noqa: BLE001 - Pillow parses untrusted bytes; any slip is a bad file
         raise ImageError(f"{path}: cannot decode ({type(exc).__name__}: {exc})") from None
-    return DecodedImage(pixels=pixels, mode=mode, bytes_in=size, notes=notes)
+    return DecodedImage(pixels=pixels, mode=mode, bytes_in=size, notes=notes, path=path)
 
 
 def _check_regular_file(path: Path) -> int:

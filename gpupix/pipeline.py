@@ -186,6 +186,9 @@ def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = N
     backend = backend or get_backend(config.backend)
     job = make_job(config)
     items = discover(config.input.paths, recursive=config.input.recursive)
+    accepts = getattr(job, "accepts", None)
+    if accepts is not None:  # a job may leave some inputs alone (inpaint: the mask files)
+        items = [item for item in items if accepts(item)]
     output_dir = prepare_output_dir(config)
     if hasattr(job, "run_whole_set"):  # one result fitted from every input (fit_denoiser)
         return run_whole_set(config, job, items, output_dir, backend, reporter, started)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from gpupix.config import JobConfig
 from gpupix.jobs.base import Job, Processed
+from gpupix.jobs.corrupt import CorruptJob
 from gpupix.jobs.denoise import DenoiseJob, FitDenoiserJob
+from gpupix.jobs.inpaint import InpaintJob
 from gpupix.jobs.quantize import QuantizeJob
 
 __all__ = ["Job", "Processed", "JOBS", "make_job"]
 
 JOBS: dict[str, type] = {"quantize": QuantizeJob}
 JOBS.update({"fit_denoiser": FitDenoiserJob, "denoise": DenoiseJob})
+JOBS.update({"corrupt": CorruptJob, "inpaint": InpaintJob})
 
 
 def make_job(config: JobConfig) -> Job:

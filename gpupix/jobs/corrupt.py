@@ -1,0 +1,80 @@
+"""The corrupt job: clean image -> damaged image + its mask, seeded and reproducible.
+
+Test data for the inpaint (and denoise) jobs: ``NAME.png`` is the damaged image and
+``NAME.mask.png`` beside it is white where pixels were removed.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from gpupix.backends.base import Backend
+from gpupix.config import JobConfig
+from gpupix.io import DecodedImage, InputItem
+from gpupix.jobs.base import Processed
+from gpupix.ops.corrupt import corrupt
+from gpupix.ops.noise import NoiseModel
+
+MASK_SUFFIX = ".mask.png"
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """PNG bytes of an (H, W) grey or (H, W, 3|4) uint8 array."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image_seed(seed: int, path: Path | None) -> list[int]:
+    """The random stream of one image: the job's seed and its file name (so each image gets
+    its own damage, the same on every run and backend)."""
+    name = path.name if path is not None else ""
+    return [seed, zlib.crc32(name.encode("utf-8"))]
+
+
+class CorruptJob:
+    name = "corrupt"
+
+    def __init__(self, config: JobConfig) -> None:
+        self.config = config
+        self.settings = config.corrupt
+
+    def output_relatives(self, item: InputItem) -> list[Path]:
+        damaged = item.relative.with_suffix(".png")
+        return [damaged, damaged.with_name(damaged.stem + MASK_SUFFIX)]
+
+    def process(self, image: DecodedImage, backend: Backend) -> Processed:
+        s = self.settings
+        rgb = np.ascontiguousarray(image.rgb)
+        noise = None if s.noise == "none" else NoiseModel(
+            kind=s.noise, sigma=s.sigma, low=s.low, high=s.high, amount=s.amount)
+        damaged, missing = corrupt(
+            backend.to_device(rgb), backend=backend,
+            rng=np.random.default_rng(image_seed(self.config.seed, image.path)),
+            drop=s.drop, holes=s.holes.count, hole_size=s.holes.size, noise=noise,
+            mark=s.mark)
+        damaged, missing = backend.to_host(damaged), backend.to_host(missing)
+        if image.has_alpha:  # the input's own transparency is kept
+            alpha = image.pixels[..., 3]
+            if s.mark == "transparent":
+                alpha = np.where(missing, 0, alpha).astype(np.uint8)
+            damaged = np.dstack([damaged[..., :3], alpha])
+        known = ~missing
+        difference = damaged[..., :3].astype(np.float64) - rgb
+        metrics: dict[str, object] = {
+            "missing_pixels": int(missing.sum()),
+            "missing_fraction": round(float(missing.mean()), 6),
+            # how much the noise changed the pixels that were kept (0 without noise)
+            "noise_rmse": round(float(np.sqrt((difference[known] ** 2).mean())), 4)
+            if known.any() else 0.0,
+        }
+        mask = np.where(missing, 255, 0).astype(np.uint8)
+        return Processed(payload={"damaged": damaged, "mask": mask}, metrics=metrics)
+
+    def encode(self, processed: Processed) -> list[bytes]:
+        return [encode_png(processed.payload["damaged"]), encode_png(processed.payload["mask"])]

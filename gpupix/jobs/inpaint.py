@@ -1,0 +1,159 @@
+"""The inpaint job: fill the missing pixels of each image from its nearest known pixels.
+
+Which pixels are missing comes from ``inpaint.mask``: a mask file beside the image (white =
+missing), the transparent pixels, or a key colour; ``auto`` takes the first of these that
+exists. An image with no missing pixel passes through unchanged, with a note.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from gpupix.backends.base import Backend
+from gpupix.config import JobConfig
+from gpupix.errors import ImageError
+from gpupix.io import IMAGE_SUFFIXES, DecodedImage, InputItem, decode
+from gpupix.jobs.base import Processed
+from gpupix.jobs.corrupt import encode_png
+from gpupix.jobs.quantize import metric_grid
+from gpupix.ops.inpaint import choose_k, inpaint
+from gpupix.ops.metrics import compute_metrics, psnr
+
+
+def read_mask(mask_path: Path, image_path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool, True where the mask file is light (> 127 after conversion to grey).
+
+    Raises :class:`ImageError` when it cannot be read or its size is not the image's.
+    """
+    try:
+        with Image.open(mask_path) as mask:
+            size = mask.size
+            if size != (shape[1], shape[0]):
+                raise ImageError(
+                    f"{mask_path}: mask is {size[0]}x{size[1]} but its image "
+                    f"{image_path.name} is {shape[1]}x{shape[0]}; they must be the same size")
+            grey = np.asarray(mask.convert("L"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, ImageError):
+            raise
+        raise ImageError(f"{mask_path}: cannot read mask ({type(exc).__name__}: {exc})"
+                         ) from None
+    return grey > 127
+
+
+class InpaintJob:
+    name = "inpaint"
+
+    def __init__(self, config: JobConfig) -> None:
+        self.config = config
+        self.settings = config.inpaint
+        self._relatives: dict[Path, Path] = {}
+
+    def accepts(self, item: InputItem) -> bool:
+        """Mask files found among the inputs are masks, not images to repair."""
+        return not item.path.name.endswith(self.settings.mask_suffix)
+
+    def output_relatives(self, item: InputItem) -> list[Path]:
+        self._relatives[item.path] = item.relative  # where to look in inpaint.reference
+        return [item.relative.with_suffix(".png")]
+
+    def find_missing(self, image: DecodedImage) -> tuple[np.ndarray, str]:
+        """The (H, W) missing-pixel mask and where it came from (file, alpha, key_color)."""
+        s = self.settings
+        shape = image.pixels.shape[:2]
+        path = image.path or Path("image")
+        mask_path = path.with_name(path.stem + s.mask_suffix)
+        if s.mask == "file" or (s.mask == "auto" and mask_path.is_file()):
+            if not mask_path.is_file():
+                raise ImageError(f"{path}: inpaint.mask is 'file' but {mask_path.name} "
+                                 "is not beside it")
+            return read_mask(mask_path, path, shape), "file"
+        if s.mask == "alpha" and not image.has_alpha:
+            raise ImageError(f"{path}: inpaint.mask is 'alpha' but the image has no alpha "
+                             "channel")
+        if image.has_alpha and s.mask in ("alpha", "auto"):
+            transparent = image.pixels[..., 3] == 0
+            if s.mask == "alpha" or transparent.any():
+                return transparent, "alpha"
+        key = np.array(s.key_rgb, dtype=np.uint8)
+        return np.all(image.rgb == key, axis=2), "key_color"
+
+    def process(self, image: DecodedImage, backend: Backend) -> Processed:
+        s = self.settings
+        missing, source = self.find_missing(image)
+        rgb = np.ascontiguousarray(image.rgb)
+        n_missing = int(missing.sum())
+        metrics: dict[str, object] = {"mask_source": source, "missing_pixels": n_missing,
+                                      "missing_fraction": round(n_missing / missing.size, 6)}
+        if n_missing == 0:
+            metrics["notes"] = (f"no missing pixel found (mask: {s.mask}, looked at: "
+                                f"{source}); copied unchanged")
+            result = rgb
+        else:
+            # transparent pixels' colours mean nothing: they are never neighbours
+            usable = ~missing & (image.pixels[..., 3] > 0) if image.has_alpha else ~missing
+            if not usable.any():
+                raise ImageError(f"{image.path}: every pixel is missing or transparent "
+                                 f"({source}); nothing to inpaint from")
+            device_rgb = backend.to_device(rgb)
+            device_missing = backend.to_device(missing)
+            device_known = backend.to_device(usable)
+            k = s.k
+            if k == "auto":
+                choice = choose_k(device_rgb, device_missing, backend=backend, method=s.method,
+                                  weights=s.weights, seed=self.config.seed, tile=s.tile,
+                                  known=device_known)
+                k = choice.k
+                metrics["k_curve"] = [round(v, 4) for v in choice.rmse]  # hold-out RMSE, k=1..
+                metrics["k_held_out"] = choice.held_out
+            metrics["k"] = k
+            result = backend.to_host(inpaint(device_rgb, device_missing, backend=backend, k=k,
+                                             method=s.method, weights=s.weights, tile=s.tile,
+                                             known=device_known))
+        metrics.update(self._reference_metrics(image, result, missing, backend))
+        if image.has_alpha:  # filled pixels become opaque; the rest keep their alpha
+            alpha = np.where(missing, 255, image.pixels[..., 3]).astype(np.uint8)
+            result = np.dstack([result, alpha])
+        return Processed(payload={"image": result}, metrics=metrics)
+
+    def _reference(self, image: DecodedImage) -> Path | None:
+        reference = Path(self.settings.reference)
+        path = image.path or Path("image")
+        candidates = []
+        if path in self._relatives:
+            candidates.append(reference / self._relatives[path])
+        candidates.append(reference / path.name)
+        candidates += [reference / (path.stem + suffix) for suffix in sorted(IMAGE_SUFFIXES)]
+        return next((c for c in candidates if c.is_file()), None)
+
+    def _reference_metrics(self, image: DecodedImage, result: np.ndarray, missing: np.ndarray,
+                           backend: Backend) -> dict[str, object]:
+        """PSNR/SSIM/... against the clean original, over the image and the missing pixels."""
+        if self.settings.reference is None:
+            return {}
+        found = self._reference(image)
+        if found is None:
+            return {"reference": None}
+        original = decode(found).rgb
+        if original.shape != result.shape:
+            raise ImageError(f"{found}: reference is {original.shape[1]}x{original.shape[0]} "
+                             f"but {image.path} is {result.shape[1]}x{result.shape[0]}")
+        metrics: dict[str, object] = {"reference": str(found)}
+        if self.config.metrics:
+            step = metric_grid(result.shape)
+            values = compute_metrics(
+                self.config.metrics,
+                backend.to_device(np.ascontiguousarray(original[::step, ::step])),
+                backend.to_device(np.ascontiguousarray(result[::step, ::step])))
+            metrics.update({name: round(value, 4) for name, value in values.items()})
+        if missing.any():
+            value = psnr(backend.to_device(original), backend.to_device(result),
+                         backend.to_device(missing))
+            metrics["psnr_missing"] = round(value, 4)
+        return metrics
+
+    def encode(self, processed: Processed) -> list[bytes]:
+        return [encode_png(processed.payload["image"])]
