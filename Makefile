@@ -5,13 +5,19 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.gpupix-installed
 
-.PHONY: run test bench lint clean digits run-inpaint
+.PHONY: run test bench lint clean digits run-inpaint install
+
+# The one install step: CI (make test) and docker/Dockerfile.cpu both run it.
+EXTRAS ?= dev,report,dask
+EDITABLE ?= -e
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,report]"
+	$(BIN)/python -m pip install --quiet $(EDITABLE) ".[$(EXTRAS)]"
 	touch $(STAMP)
+
+install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/gpupix run configs/quantize.yaml

@@ -199,6 +199,28 @@ class InpaintConfig(Section):
         return int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16)
 
 
+class ExecutorConfig(Section):
+    """Where the per-image work runs: in this process, or on a Dask cluster."""
+
+    kind: Literal["local", "dask"] = "local"
+    address: str | None = None  # dask: tcp://scheduler:8786; None starts a local cluster
+    n_workers: int | None = Field(None, ge=1, le=4096)  # for a cluster gpupix starts itself
+    chunk: int = Field(64, ge=1, le=1_000_000)  # at most this many images per task
+    retries: int = Field(2, ge=0, le=100)  # reruns of a task that failed or lost its worker
+
+    @model_validator(mode="after")
+    def _dask_only_settings(self) -> ExecutorConfig:
+        if self.kind == "local" and (self.address is not None or self.n_workers is not None):
+            raise ValueError("address and n_workers are for kind: dask; kind is 'local'")
+        if self.address is not None and "://" not in self.address:
+            raise ValueError(f"address {self.address!r} needs a scheme, e.g. "
+                             "tcp://scheduler:8786 (or null to start a local cluster)")
+        if self.address is not None and self.n_workers is not None:
+            raise ValueError("n_workers is for a cluster gpupix starts itself; the cluster "
+                             f"at {self.address!r} has its own workers")
+        return self
+
+
 class JobConfig(Section):
     job: Literal["quantize", "fit_denoiser", "denoise", "corrupt", "inpaint"]
     input: InputConfig
@@ -212,6 +234,7 @@ class JobConfig(Section):
     denoise: DenoiseConfig | None = None
     corrupt: CorruptConfig | None = None
     inpaint: InpaintConfig | None = None
+    executor: ExecutorConfig = ExecutorConfig()
 
     @model_validator(mode="after")
     def _one_job_section(self) -> JobConfig:

@@ -24,7 +24,8 @@ import gpupix
 from gpupix.backends import Backend, get_backend
 from gpupix.config import JobConfig
 from gpupix.errors import ConfigError, GpupixError
-from gpupix.executors.local import LocalExecutor, Row, failed_row
+from gpupix.executors import make_executor
+from gpupix.executors.local import Row, failed_row
 from gpupix.io import (
     TEMP_PREFIX,
     InputItem,
@@ -197,9 +198,7 @@ def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = N
                 if row.get("status") in ("ok", "skipped")}
     work, settled = plan(items, job.output_relatives, output_dir,
                          overwrite=config.output.overwrite, previous=previous)
-    executor = executor or LocalExecutor(batch_size=config.batch.size,
-                                         prefetch=config.batch.prefetch,
-                                         io_workers=config.batch.io_workers, stop=stop)
+    executor = executor or make_executor(config, stop=stop)
     reporter.start(len(items))
     rows_by_input: dict[str, Row] = {}
     done = 0
@@ -219,6 +218,7 @@ def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = N
                     reporter.advance(row)
             finally:  # on an error here, the executor cancels its queued work now
                 getattr(results, "close", lambda: None)()
+        remove_stale_temporaries(output_dir)  # a worker killed mid-write leaves its temporary
         rows = sorted(rows_by_input.values(), key=lambda r: (r["output"], r["input"]))
         write_atomic(metrics_path, "".join(to_json(r) + "\n" for r in rows).encode())
         summary = summarize(config, rows, backend, time.perf_counter() - started)

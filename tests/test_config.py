@@ -88,3 +88,23 @@ def test_section_of_an_unknown_job_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="<config>: nosuchjob: unknown key"):
         validate_config({"job": "quantize", "input": {"paths": ["a"]}, "output": {"dir": "o"},
                          "nosuchjob": {}})
+
+
+def test_executor_defaults_to_local_and_takes_dask_settings(tmp_path):
+    assert load_config(write(tmp_path, BASE)).executor.kind == "local"
+    dask = load_config(write(tmp_path, BASE + "executor: {kind: dask, address: "
+                             "'tcp://scheduler:8786', chunk: 8, retries: 0}\n")).executor
+    assert (dask.kind, dask.address, dask.chunk, dask.retries) == (
+        "dask", "tcp://scheduler:8786", 8, 0)
+
+
+@pytest.mark.parametrize("executor, message", [
+    ("{kind: spark}", "executor.kind"),
+    ("{kind: local, address: 'tcp://s:8786'}", "executor: address and n_workers are for kind"),
+    ("{kind: dask, address: 'scheduler:8786'}", "executor: address 'scheduler:8786' needs a"),
+    ("{kind: dask, address: 'tcp://s:8786', n_workers: 2}", "executor: n_workers is for a"),
+    ("{kind: dask, chunk: 0}", "executor.chunk"),
+])
+def test_executor_errors_name_the_field(tmp_path, executor, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, BASE + f"executor: {executor}\n"))

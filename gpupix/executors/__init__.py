@@ -1,1 +1,23 @@
 """Executors run the per-image work: ``local`` (threads in this process); Dask lives apart."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from gpupix.config import JobConfig
+
+
+def make_executor(config: JobConfig, *, stop: threading.Event | None = None) -> Any:
+    """The executor ``config.executor.kind`` names; Dask is imported only when asked for.
+
+    ``stop``, when set, makes either executor take no new work (see ``run_job``).
+    """
+    if config.executor.kind == "dask":
+        from gpupix.executors.dask import DaskExecutor
+
+        return DaskExecutor.from_config(config.executor, stop=stop)
+    from gpupix.executors.local import LocalExecutor
+
+    return LocalExecutor(batch_size=config.batch.size, prefetch=config.batch.prefetch,
+                         io_workers=config.batch.io_workers, stop=stop)
