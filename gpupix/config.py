@@ -41,17 +41,89 @@ class BatchConfig(Section):
     io_workers: int = Field(2, ge=1, le=64)
 
 
+class QualityTarget(Section):
+    """Exactly one of ``psnr`` (dB, higher is better) or ``delta_e`` (mean CIEDE2000, lower)."""
+
+    psnr: float | None = Field(None, gt=0, le=100)
+    delta_e: float | None = Field(None, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> QualityTarget:
+        if (self.psnr is None) == (self.delta_e is None):
+            raise ValueError("give exactly one of psnr or delta_e, e.g. {psnr: 38}")
+        return self
+
+    @property
+    def metric(self) -> Literal["psnr", "delta_e"]:
+        return "psnr" if self.psnr is not None else "delta_e"
+
+    @property
+    def value(self) -> float:
+        return self.psnr if self.psnr is not None else self.delta_e  # type: ignore[return-value]
+
+    def met_by(self, quality: float) -> bool:
+        """True when ``quality`` (of this target's metric) is at least as good as the target."""
+        return quality >= self.value if self.metric == "psnr" else quality <= self.value
+
+    def __str__(self) -> str:
+        return f"{self.metric} {'>=' if self.metric == 'psnr' else '<='} {self.value:g}"
+
+
 class QuantizeConfig(Section):
-    k: int = 16
+    k: int | Literal["auto"] = 16
     color_space: Literal["rgb", "lab", "oklab", "rgb_lab"] = "rgb_lab"
     max_iter: int = Field(100, ge=1, le=10_000)
+    target: QualityTarget | None = None
+    min_quality: QualityTarget | None = None
+    max_k: int = 256
+    palette: str = "per_image"
+    dither: Literal["none", "floyd_steinberg"] = "none"
+    dither_strength: float = Field(1.0, ge=0.0, le=1.0)
+    sweep: bool = False
+    skip_if_larger: bool = False
 
-    @field_validator("k")
+    @field_validator("k", "max_k")
     @classmethod
-    def _k_fits_a_palette(cls, k: int) -> int:
-        if not 2 <= k <= 256:
+    def _k_fits_a_palette(cls, k: int | str) -> int | str:
+        if k != "auto" and not 2 <= k <= 256:  # type: ignore[operator]
             raise ValueError(f"must be 2..256 (a palette PNG holds at most 256 colours), got {k}")
         return k
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dither_mapping(cls, data: Any) -> Any:
+        # `dither: {floyd_steinberg: 0.8}` is `dither: floyd_steinberg` at strength 0.8
+        if isinstance(data, dict) and isinstance(data.get("dither"), dict):
+            dither = data["dither"]
+            if len(dither) != 1:
+                raise ValueError(f"dither: expected one method and its strength, got {dither!r}")
+            (method, strength), = dither.items()
+            data = {**data, "dither": method, "dither_strength": strength}
+        return data
+
+    @field_validator("palette")
+    @classmethod
+    def _palette_source(cls, palette: str) -> str:
+        if palette not in ("per_image", "shared") and not palette.endswith((".json", ".png")):
+            raise ValueError("must be per_image, shared, or the path of a palette.json or "
+                             "palette.png to reuse")
+        return palette
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QuantizeConfig:
+        if self.k == "auto" and self.target is None:
+            raise ValueError("k: auto needs a target, e.g. target: {psnr: 38}")
+        if self.k != "auto" and self.target is not None:
+            raise ValueError(f"target is used only with k: auto, but k is {self.k}")
+        if self.palette not in ("per_image", "shared") and (self.k == "auto" or self.sweep):
+            raise ValueError(f"palette {self.palette!r} is a fixed palette: k: auto and sweep "
+                             "do not apply")
+        return self
+
+    @property
+    def fixed_palette(self) -> str | None:
+        """The path of a palette to reuse, or None when the palette is fitted here."""
+        return None if self.palette in ("per_image", "shared") else self.palette
 
 
 class NoiseConfig(Section):
@@ -346,6 +418,10 @@ def _resolve_paths(config: JobConfig, base_dir: Path) -> JobConfig:
         settings = getattr(config, section, None)
         if settings is not None and getattr(settings, key) is not None:
             update[section] = settings.model_copy(update={key: resolve(getattr(settings, key))})
+    quantize = getattr(config, "quantize", None)
+    if quantize is not None and quantize.fixed_palette is not None:  # per_image/shared: names
+        update["quantize"] = quantize.model_copy(
+            update={"palette": resolve(quantize.fixed_palette)})
     return config.model_copy(update=update)
 
 

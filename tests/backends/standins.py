@@ -49,7 +49,8 @@ class StrictBackend:
         weights = None if sample_weight is None else to_numpy(sample_weight)
         centres, labels = CpuBackend().kmeans(to_numpy(X), n_clusters=n_clusters,
                                               sample_weight=weights, seed=seed,
-                                              max_iter=max_iter)
+                                              max_iter=max_iter,
+                                              init=None if init is None else to_numpy(init))
         return self.to_device(centres), self.to_device(labels)
 
     def kneighbors(self, fit_X, query_X, *, k):
