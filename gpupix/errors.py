@@ -15,3 +15,12 @@ class ImageError(GpupixError, ValueError):
 
 class BackendUnavailableError(GpupixError, RuntimeError):
     """The requested backend cannot run here (no CuPy, no device, no cuML)."""
+
+
+class QualityError(ImageError):
+    """An image misses its ``min_quality``: it is not written, and the run exits 99 (as
+    pngquant does). ``fields`` (e.g. the achieved quality) are added to its metrics row."""
+
+    def __init__(self, message: str, *, fields: dict | None = None) -> None:
+        super().__init__(message)
+        self.fields = dict(fields or {})

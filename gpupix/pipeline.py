@@ -38,6 +38,7 @@ from gpupix.jobs import make_job
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+QUALITY_EXIT_CODE = 99
 
 
 class Reporter:
@@ -59,7 +60,10 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 when every image is done (ok or skipped), 1 when any failed."""
+        """0 when every image is done (ok or skipped), 1 when any failed, 99 when any missed
+        its ``min_quality`` (as pngquant does; those rows have ``quality_failed``)."""
+        if any(r.get("status") == "failed" and r.get("quality_failed") for r in self.rows):
+            return QUALITY_EXIT_CODE
         return 1 if self.counts.get("failed", 0) else 0
 
 
@@ -198,6 +202,9 @@ def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = N
                 if row.get("status") in ("ok", "skipped")}
     work, settled = plan(items, job.output_relatives, output_dir,
                          overwrite=config.output.overwrite, previous=previous)
+    prepare = getattr(job, "prepare", None)
+    if prepare is not None:  # optional: a pass over all inputs first (e.g. a shared palette)
+        prepare(items, backend)
     executor = executor or make_executor(config, stop=stop)
     reporter.start(len(items))
     rows_by_input: dict[str, Row] = {}

@@ -77,8 +77,8 @@ def process_item(item: InputItem, outputs: list[Path], job: Job, backend: Backen
         processed = job.process(image, backend)
         sizes = write_outputs(job, processed, outputs)
     except (ImageError, OSError, ValueError, MemoryError) as exc:
-        return failed_row(item, outputs, describe_failure(item, exc),
-                          time.perf_counter() - start)
+        return {**failed_row(item, outputs, describe_failure(item, exc),
+                             time.perf_counter() - start), **getattr(exc, "fields", {})}
     return ok_row(item, outputs, image, processed, time.perf_counter() - start, sizes)
 
 
@@ -125,7 +125,9 @@ class LocalExecutor:
                     image, read_seconds = future.result()
                     processed = job.process(image, backend)
                 except (ImageError, OSError, ValueError, MemoryError) as exc:
-                    yield failed_row(item, outputs, describe_failure(item, exc))
+                    # a QualityError carries the achieved quality into its row
+                    yield {**failed_row(item, outputs, describe_failure(item, exc)),
+                           **getattr(exc, "fields", {})}
                     continue
                 seconds = time.perf_counter() - start + read_seconds
                 pending = writers.submit(_timed_write, job, processed, outputs)

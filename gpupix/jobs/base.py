@@ -32,3 +32,8 @@ class Job(Protocol):
     def encode(self, processed: Processed) -> list[bytes]:
         """File contents aligned with :meth:`output_relatives` (runs in a writer thread)."""
         ...
+
+    # Optional: ``prepare(items: list[InputItem], backend: Backend) -> None``. When a job has
+    # it, run_job calls it once with every input before any image is processed (a pass over
+    # the whole input set, e.g. the quantize job's shared palette). Not part of the Protocol,
+    # so jobs without it still satisfy it.

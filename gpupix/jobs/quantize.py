@@ -1,21 +1,46 @@
-"""The quantize job: image -> palette PNG, with size accounting and quality metrics."""
+"""The quantize job: image -> palette PNG, with size accounting and quality metrics.
+
+Per image: the palette is fitted on the image's colour histogram (``k`` fixed, or ``k:
+auto``: the fewest colours that reach ``target``), or it is one palette for the whole input
+set (``palette: shared``, fitted in :meth:`QuantizeJob.prepare` on a histogram merged over
+every input), or a palette given back from a file. Pixels are assigned the nearest entry,
+or dithered (Floyd-Steinberg, on the host). Images with partial transparency are fitted in
+premultiplied RGBA (:mod:`gpupix.ops.alpha`). ``min_quality`` refuses images that miss it.
+"""
 
 from __future__ import annotations
 
+import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from gpupix.backends.base import Backend
-from gpupix.config import JobConfig
-from gpupix.io import DecodedImage, InputItem, encode_palette_png
+from gpupix.config import JobConfig, QualityTarget
+from gpupix.errors import ImageError, QualityError
+from gpupix.io import DecodedImage, InputItem, decode, encode_palette_png, read_ahead, write_atomic
 from gpupix.jobs.base import Processed
+from gpupix.ops.alpha import premultiply, quantize_rgba
+from gpupix.ops.color import ciede2000, rgb_to_lab
+from gpupix.ops.dither import floyd_steinberg
 from gpupix.ops.metrics import compute_metrics
-from gpupix.ops.quantize import quantize
+from gpupix.ops.palette_search import (
+    HistogramAccumulator,
+    PaletteFit,
+    smallest_k,
+    sweep_k,
+    total_square,
+)
+from gpupix.ops.quantize import assign, colour_histogram, fit_palette
+from gpupix.palette_io import load_palette, palette_json, palette_png
 
 # CIEDE2000 and SSIM are costly per pixel; above this many pixels they are measured on a
 # regular grid of pixels (every n-th row and column), which keeps them unbiased and cheap.
 METRIC_PIXELS = 1 << 20
+PALETTE_JSON = "palette.json"
+PALETTE_PNG = "palette.png"
 
 
 def count_unique_colours(rgb: np.ndarray, visible: np.ndarray | None = None) -> int:
@@ -34,65 +59,362 @@ def metric_grid(shape: tuple[int, ...]) -> int:
     return max(1, int(np.ceil(np.sqrt(pixels / METRIC_PIXELS))))
 
 
+def size_accounting(height: int, width: int, colours: int, *, alpha_in: bool,
+                    alpha_out: bool) -> dict[str, float | int]:
+    """Bits of the raw image against palette + indices (seed 004's count).
+
+    A palette entry costs 24 bits (32 with alpha), an index ceil(log2(colours)) bits (at
+    least 1), a raw pixel 24 bits (32 when the input has alpha). For 128 x 128 pixels and 16
+    colours: 16 x 24 + 16,384 x 4 = 65,920 bits against 393,216.
+    """
+    pixels = height * width
+    bits_per_index = max(1, math.ceil(math.log2(max(colours, 1))))
+    bits_palette = colours * (32 if alpha_out else 24)
+    bits_indices = pixels * bits_per_index
+    bits_raw = pixels * (32 if alpha_in else 24)
+    return {"bits_palette": bits_palette, "bits_per_index": bits_per_index,
+            "bits_indices": bits_indices, "bits_raw": bits_raw,
+            "theoretical_ratio": round(bits_raw / (bits_palette + bits_indices), 4)}
+
+
+def pixel_quality(metric: str, reference: np.ndarray, result: np.ndarray,
+                  visible: np.ndarray | None) -> float:
+    """``psnr`` over every (visible) pixel, or mean CIEDE2000 on the metric grid (host)."""
+    if metric == "psnr":
+        a = reference.astype(np.float64)
+        b = result.astype(np.float64)
+        squared = ((a - b) ** 2).mean(axis=-1)
+        mse = float(squared[visible].mean() if visible is not None else squared.mean())
+        return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+    step = metric_grid(reference.shape)
+    a, b = reference[::step, ::step], result[::step, ::step]
+    difference = ciede2000(rgb_to_lab(a.astype(np.float32)), rgb_to_lab(b.astype(np.float32)))
+    if visible is not None:
+        return float(difference[visible[::step, ::step]].mean())
+    return float(difference.mean())
+
+
 class QuantizeJob:
     name = "quantize"
 
     def __init__(self, config: JobConfig) -> None:
         self.config = config
         self.settings = config.quantize
+        # (colours (m, 3) uint8, alpha (m,) uint8 or None): one palette for every image
+        self.fixed: tuple[np.ndarray, np.ndarray | None] | None = None
+        if self.settings.fixed_palette is not None:
+            self.fixed = load_palette(self.settings.fixed_palette)
 
     def output_relatives(self, item: InputItem) -> list[Path]:
         return [item.relative.with_suffix(".png")]
 
-    def process(self, image: DecodedImage, backend: Backend) -> Processed:
-        xp = backend.xp
+    # ---------------------------------------------------------------- shared palette
+    def prepare(self, items: list[InputItem], backend: Backend) -> None:
+        """``palette: shared``: fit one palette on a histogram merged over every input.
+
+        One streamed pass (a reader pool decodes ahead, at most ``batch.io_workers`` images
+        held): each image adds its bin counts and colour sums to fixed-size tables, so memory
+        does not grow with the number of images. Unreadable images are left out here; they
+        fail in the per-image pass. Writes ``palette.json`` and ``palette.png``.
+        """
+        if self.settings.palette != "shared":
+            return
         settings = self.settings
-        rgb_host = np.ascontiguousarray(image.rgb)
-        transparent = image.pixels[..., 3] == 0 if image.has_alpha else None
+        accumulator = HistogramAccumulator()
+        transparent_seen = False
+        workers = self.config.batch.io_workers
+        with ThreadPoolExecutor(workers, thread_name_prefix="gpupix-prepare") as pool:
+            for _item, future in read_ahead(items, _decode_or_none, pool=pool, depth=workers):
+                image = future.result()
+                if image is None:
+                    continue
+                visible = None
+                if image.has_alpha:
+                    visible = image.pixels[..., 3] > 0
+                    transparent_seen |= not visible.all()
+                rgb = backend.to_device(np.ascontiguousarray(image.rgb))
+                weights = None if visible is None else backend.to_device(visible.reshape(-1))
+                histogram = colour_histogram(rgb, weights=weights)
+                accumulator.add(histogram, backend, total_square(rgb, weights))
+                del image, rgb, histogram
+        if accumulator.images == 0:
+            raise ImageError("palette: shared: no input image could be read to fit a palette")
+        merged = accumulator.histogram(backend)
+        reserve = int(transparent_seen)
+        info: dict[str, Any] = {"images": accumulator.images,
+                                "color_space": settings.color_space}
+        if settings.k == "auto":
+            target = settings.target
+            assert target is not None
+            result = smallest_k(merged, metric=target.metric, goal=target.value,
+                                backend=backend, square_sum=accumulator.square_sum,
+                                max_k=settings.max_k - reserve, color_space=settings.color_space,
+                                seed=self.config.seed, max_iter=settings.max_iter)
+            palette = backend.to_host(result.fit.palette)
+            info.update({"target": str(target), "target_met": result.met,
+                         "estimated_quality": round(result.fit.quality(target.metric), 4)})
+        else:
+            palette = backend.to_host(fit_palette(
+                merged, k=settings.k - reserve, backend=backend,
+                color_space=settings.color_space, seed=self.config.seed,
+                max_iter=settings.max_iter))
+        alpha = None
+        if reserve:
+            palette = np.concatenate([np.zeros((1, 3), np.uint8), palette])
+            alpha = np.full(len(palette), 255, np.uint8)
+            alpha[0] = 0
+        self.fixed = (palette, alpha)
+        output_dir = Path(self.config.output.dir)
+        write_atomic(output_dir / PALETTE_JSON, palette_json(palette, alpha, **info))
+        write_atomic(output_dir / PALETTE_PNG, palette_png(palette, alpha))
+
+    # ---------------------------------------------------------------- one image
+    def process(self, image: DecodedImage, backend: Backend) -> Processed:
+        rgb = np.ascontiguousarray(image.rgb)
+        alpha_channel = image.pixels[..., 3] if image.has_alpha else None
+        transparent = None if alpha_channel is None else alpha_channel == 0
         if transparent is not None and not transparent.any():
             transparent = None
         visible = None if transparent is None else ~transparent
+        partial = alpha_channel is not None and bool(
+            ((alpha_channel > 0) & (alpha_channel < 255)).any())
+        notes: list[str] = list(image.notes)
+        extra: dict[str, Any] = {}
         if visible is not None and not visible.any():  # nothing to fit: one transparent entry
-            palette = np.zeros((1, 3), np.uint8)
-            indices = np.zeros(rgb_host.shape[:2], np.uint8)
-            return self._result(image, rgb_host, palette, indices, np.zeros(1, np.uint8), visible,
-                                backend)
-        k = settings.k - (transparent is not None)  # one entry is reserved for transparency
+            palette, indices = np.zeros((1, 3), np.uint8), np.zeros(rgb.shape[:2], np.uint8)
+            return self._result(image, rgb, palette, indices, np.zeros(1, np.uint8), visible,
+                                backend, notes, extra, partial=False)
+        if self.fixed is not None:
+            palette, alpha, indices = self._apply_fixed(rgb, visible, backend, notes)
+            if partial:
+                notes.append("partial alpha flattened to opaque (fixed palette)")
+                partial = False
+        elif partial:
+            palette, alpha, indices = self._fit_rgba(image.pixels, visible, backend, notes)
+        else:
+            palette, alpha, indices = self._fit_rgb(rgb, visible, backend, notes, extra)
+        return self._result(image, rgb, palette, indices, alpha, visible, backend, notes, extra,
+                            partial=partial)
+
+    def _fit_rgb(self, rgb_host: np.ndarray, visible: np.ndarray | None, backend: Backend,
+                 notes: list[str], extra: dict[str, Any]
+                 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        settings, seed = self.settings, self.config.seed
+        reserve = int(visible is not None)  # one entry is reserved for transparency
         rgb = backend.to_device(rgb_host)
         weights = None if visible is None else backend.to_device(visible.reshape(-1))
-        result = quantize(rgb, k=k, backend=backend, color_space=settings.color_space,
-                          seed=self.config.seed, max_iter=settings.max_iter, weights=weights)
-        palette = backend.to_host(result.palette)
-        indices = backend.to_host(result.indices)
-        alpha = None
-        if transparent is not None:
-            palette = np.concatenate([np.zeros((1, 3), np.uint8), palette])
-            indices = np.where(transparent, 0, indices.astype(np.uint16) + 1).astype(np.uint8)
-            alpha = np.zeros(1, np.uint8)  # tRNS: entry 0 transparent, the rest opaque
-        del xp
-        return self._result(image, rgb_host, palette, indices, alpha, visible, backend)
+        histogram = colour_histogram(rgb, weights=weights)
+        square_sum = None
+        if settings.k == "auto" or settings.sweep:
+            square_sum = total_square(rgb, weights)
+        if settings.k == "auto":
+            target = settings.target
+            assert target is not None and square_sum is not None
 
+            def verify(fit: PaletteFit) -> float:
+                labels = backend.to_host(assign(histogram, fit.palette, backend=backend,
+                                                color_space=settings.color_space))
+                result = backend.to_host(fit.palette)[labels.reshape(rgb_host.shape[:2])]
+                return pixel_quality(target.metric, rgb_host, result, visible)
+
+            search = smallest_k(histogram, metric=target.metric, goal=target.value,
+                                backend=backend, square_sum=square_sum,
+                                max_k=settings.max_k - reserve, color_space=settings.color_space,
+                                seed=seed, max_iter=settings.max_iter, verify=verify)
+            palette_dev = search.fit.palette
+            extra.update({"target": str(target), "target_met": search.met,
+                          "k_chosen": int(search.fit.k),
+                          "search_fits": {"rough": len(search.tried) - search.full_fits,
+                                          "full": search.full_fits},
+                          "search": [[k, round(q, 4)] for k, q, kind in search.tried
+                                     if kind == "full"]})
+            if not search.met:
+                notes.append(f"target {target} not reached with max_k {settings.max_k} "
+                             f"(achieved {search.verified:.4g})")
+        else:
+            palette_dev = fit_palette(histogram, k=settings.k - reserve, backend=backend,
+                                      color_space=settings.color_space, seed=seed,
+                                      max_iter=settings.max_iter)
+        if settings.sweep:
+            assert square_sum is not None
+            extra["sweep"] = sweep_k(histogram, backend=backend, square_sum=square_sum,
+                                     max_k=settings.max_k - reserve,
+                                     color_space=settings.color_space, seed=seed,
+                                     max_iter=settings.max_iter)
+        palette = backend.to_host(palette_dev)
+        indices = self._indices(rgb_host, palette, visible, histogram, palette_dev, backend)
+        return self._with_transparent_entry(palette, indices, visible)
+
+    def _indices(self, rgb_host: np.ndarray, palette: np.ndarray, visible: np.ndarray | None,
+                 histogram: Any, palette_dev: Any, backend: Backend) -> np.ndarray:
+        settings = self.settings
+        if settings.dither == "floyd_steinberg" and settings.dither_strength > 0:
+            # host-side: on cuda the image and palette are already on the host here
+            return floyd_steinberg(rgb_host, palette, strength=settings.dither_strength,
+                                   mask=visible)
+        labels = assign(histogram, palette_dev, backend=backend,
+                        color_space=settings.color_space)
+        return backend.to_host(labels).reshape(rgb_host.shape[:2])
+
+    @staticmethod
+    def _with_transparent_entry(palette: np.ndarray, indices: np.ndarray,
+                                visible: np.ndarray | None
+                                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        if visible is None:
+            return palette, None, indices
+        palette = np.concatenate([np.zeros((1, 3), np.uint8), palette])
+        indices = np.where(visible, indices.astype(np.uint16) + 1, 0).astype(np.uint8)
+        alpha = np.full(len(palette), 255, np.uint8)
+        alpha[0] = 0  # tRNS: entry 0 transparent, the rest opaque
+        return palette, alpha, indices
+
+    def _apply_fixed(self, rgb_host: np.ndarray, visible: np.ndarray | None, backend: Backend,
+                     notes: list[str]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Map an image onto the shared or given palette: opaque entries take the visible
+        pixels, the first fully transparent entry takes the transparent ones."""
+        assert self.fixed is not None
+        palette, alpha = self.fixed
+        opaque = np.arange(len(palette)) if alpha is None else np.nonzero(alpha == 255)[0]
+        if len(opaque) == 0:
+            raise ImageError("the palette has no opaque entry to map colours to")
+        clear = [] if alpha is None else np.nonzero(alpha == 0)[0]
+        if visible is not None and len(clear) == 0:
+            if len(palette) >= 256:
+                raise ImageError("the image has transparent pixels but the palette has no "
+                                 "transparent entry and no room for one")
+            notes.append("transparent entry appended to the palette")
+            alpha = np.full(len(palette) + 1, 255, np.uint8) if alpha is None \
+                else np.concatenate([alpha, [0]]).astype(np.uint8)
+            alpha[-1] = 0
+            palette = np.concatenate([palette, np.zeros((1, 3), np.uint8)])
+            clear = [len(palette) - 1]
+        entries = palette[opaque]
+        rgb = backend.to_device(rgb_host)
+        weights = None if visible is None else backend.to_device(visible.reshape(-1))
+        histogram = colour_histogram(rgb, weights=weights)
+        entries_dev = backend.to_device(entries)
+        local = self._indices(rgb_host, entries, visible, histogram, entries_dev, backend)
+        indices = opaque.astype(np.uint8)[local]
+        if visible is not None:
+            indices = np.where(visible, indices, np.uint8(clear[0])).astype(np.uint8)
+        return palette, alpha, indices
+
+    def _fit_rgba(self, pixels: np.ndarray, visible: np.ndarray | None, backend: Backend,
+                  notes: list[str]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        settings = self.settings
+        reserve = int(visible is not None)
+        k = settings.max_k if settings.k == "auto" else settings.k
+        if settings.k == "auto":
+            notes.append(f"partial alpha: k: auto is not searched in RGBA; used max_k {k}")
+        if settings.dither != "none":
+            notes.append("partial alpha: not dithered")
+        if settings.sweep:
+            notes.append("partial alpha: no sweep")
+        weights = None if visible is None else backend.to_device(visible.reshape(-1))
+        result = quantize_rgba(backend.to_device(np.ascontiguousarray(pixels)), k=k - reserve,
+                               backend=backend, seed=self.config.seed,
+                               max_iter=settings.max_iter, weights=weights)
+        colours = backend.to_host(result.colours)
+        alpha = backend.to_host(result.alpha)
+        indices = backend.to_host(result.indices)
+        if visible is not None:
+            colours = np.concatenate([np.zeros((1, 3), np.uint8), colours])
+            alpha = np.concatenate([np.zeros(1, np.uint8), alpha])
+            indices = np.where(visible, indices.astype(np.uint16) + 1, 0).astype(np.uint8)
+        return colours, alpha, indices
+
+    # ---------------------------------------------------------------- metrics and sizes
     def _result(self, image: DecodedImage, rgb: np.ndarray, palette: np.ndarray,
                 indices: np.ndarray, alpha: np.ndarray | None, visible: np.ndarray | None,
-                backend: Backend) -> Processed:
-        metrics: dict[str, object] = {
+                backend: Backend, notes: list[str], extra: dict[str, Any], *, partial: bool
+                ) -> Processed:
+        settings = self.settings
+        height, width = rgb.shape[:2]
+        metrics: dict[str, Any] = {
             "unique_colours_in": count_unique_colours(rgb, visible),
             "colours_out": int(len(palette)),
         }
-        if image.has_alpha and (image.pixels[..., 3] % 255 != 0).any():
-            metrics["notes"] = "partial alpha flattened to opaque"
+        metrics.update(size_accounting(height, width, len(palette), alpha_in=image.has_alpha,
+                                       alpha_out=alpha is not None))
+        if partial:
+            # judged as seen: colour premultiplied by alpha (composited over black)
+            reference = np.rint(backend.to_host(premultiply(backend.to_device(image.pixels)))
+                                ).astype(np.uint8)
+            output_rgba = np.dstack([palette[indices], alpha[indices]])  # type: ignore[index]
+            result = np.rint(backend.to_host(premultiply(backend.to_device(output_rgba)))
+                             ).astype(np.uint8)
+            alpha_error = image.pixels[..., 3].astype(np.float64) - alpha[indices]  # type: ignore[index]
+            metrics["alpha_rmse"] = round(float(np.sqrt(np.mean(alpha_error**2))), 4)
+            notes.append("metrics on colour premultiplied by alpha")
+            reference_rgb, result_rgb = reference[..., :3], result[..., :3]
+        else:
+            reference_rgb = rgb
+            result_rgb = palette[indices]
+            if visible is not None:  # transparent pixels are not judged
+                result_rgb = np.where(visible[..., None], result_rgb, rgb)
         if self.config.metrics:
             step = metric_grid(rgb.shape)
-            reference = rgb[::step, ::step]
-            quantized = palette[indices[::step, ::step]]
-            if visible is not None:  # transparent pixels are not judged
-                quantized = np.where(visible[::step, ::step, None], quantized, reference)
-            values = compute_metrics(self.config.metrics, backend.to_device(reference),
-                                     backend.to_device(np.ascontiguousarray(quantized)))
+            values = compute_metrics(
+                self.config.metrics, backend.to_device(reference_rgb[::step, ::step]),
+                backend.to_device(np.ascontiguousarray(result_rgb[::step, ::step])))
             metrics.update({name: round(value, 4) for name, value in values.items()})
-        payload = {"indices": indices, "palette": palette, "alpha": alpha}
+        judged_by = settings.target or settings.min_quality
+        if judged_by is not None:  # the output's own quality, measured on its pixels
+            metrics["quality_metric"] = judged_by.metric
+            metrics["quality"] = _round(pixel_quality(judged_by.metric, reference_rgb,
+                                                      result_rgb, visible))
+        metrics.update(extra)
+        if notes:
+            metrics["notes"] = "; ".join(notes)
+        if settings.min_quality is not None:
+            self._check_min_quality(image, settings.min_quality, reference_rgb, result_rgb,
+                                    visible, metrics)
+        payload = {"indices": indices, "palette": palette, "alpha": alpha,
+                   "bytes_in": image.bytes_in, "path": image.path}
         return Processed(payload=payload, metrics=metrics)
+
+    def _check_min_quality(self, image: DecodedImage, minimum: QualityTarget,
+                           reference: np.ndarray, result: np.ndarray,
+                           visible: np.ndarray | None, metrics: dict[str, Any]) -> None:
+        achieved = metrics.get("quality")
+        if achieved is None or metrics.get("quality_metric") != minimum.metric:
+            achieved = _round(pixel_quality(minimum.metric, reference, result, visible))
+        if not minimum.met_by(achieved):
+            where = image.path if image.path is not None else "image"
+            raise QualityError(
+                f"{where}: {minimum.metric} {achieved:.4g} misses min_quality {minimum} "
+                f"with {metrics['colours_out']} colours; not written",
+                fields={"quality_failed": True, "quality_metric": minimum.metric,
+                        "quality": achieved, "colours_out": metrics["colours_out"]})
 
     def encode(self, processed: Processed) -> list[bytes]:
         p = processed.payload
-        return [encode_palette_png(p["indices"], p["palette"], alpha=p["alpha"])]
+        data = encode_palette_png(p["indices"], p["palette"], alpha=p["alpha"])
+        metrics = processed.metrics
+        # runs in a writer thread before the row is built, so the row sees these fields
+        path = p["path"]
+        if self.settings.skip_if_larger and len(data) > p["bytes_in"]:
+            if path is not None and path.suffix.lower() == ".png":
+                metrics["kept_input"] = True
+                metrics["palette_png_bytes"] = len(data)
+                note = (f"palette PNG ({len(data)} bytes) is larger than the input; "
+                        "input kept (the quality metrics describe the palette PNG)")
+                metrics["notes"] = "; ".join(filter(None, [metrics.get("notes"), note]))
+                data = Path(path).read_bytes()
+            else:
+                note = "skip_if_larger keeps only PNG inputs; palette PNG written"
+                metrics["notes"] = "; ".join(filter(None, [metrics.get("notes"), note]))
+        metrics["actual_ratio"] = round(p["bytes_in"] / max(len(data), 1), 4)
+        return [data]
+
+
+def _round(value: float) -> float:
+    return round(value, 4) if math.isfinite(value) else value
+
+
+def _decode_or_none(item: InputItem) -> DecodedImage | None:
+    try:
+        return decode(item.path)
+    except (ImageError, OSError, ValueError, MemoryError):
+        return None
+
