@@ -27,13 +27,14 @@ from gpupix.ops.color import ciede2000, rgb_to_lab
 from gpupix.ops.dither import floyd_steinberg
 from gpupix.ops.metrics import compute_metrics
 from gpupix.ops.palette_search import (
+    ROUGH_BITS,
     HistogramAccumulator,
-    PaletteFit,
     smallest_k,
+    smallest_k_histogram,
     sweep_k,
     total_square,
 )
-from gpupix.ops.quantize import assign, colour_histogram, fit_palette
+from gpupix.ops.quantize import assign, colour_histogram, fit_palette, quantize
 from gpupix.palette_io import load_palette, palette_json, palette_png
 
 # CIEDE2000 and SSIM are costly per pixel; above this many pixels they are measured on a
@@ -134,7 +135,7 @@ class QuantizeJob:
                     transparent_seen |= not visible.all()
                 rgb = backend.to_device(np.ascontiguousarray(image.rgb))
                 weights = None if visible is None else backend.to_device(visible.reshape(-1))
-                histogram = colour_histogram(rgb, weights=weights)
+                histogram = colour_histogram(rgb, bits=accumulator.bits, weights=weights)
                 accumulator.add(histogram, backend, total_square(rgb, weights))
                 del image, rgb, histogram
         if accumulator.images == 0:
@@ -146,13 +147,14 @@ class QuantizeJob:
         if settings.k == "auto":
             target = settings.target
             assert target is not None
-            result = smallest_k(merged, metric=target.metric, goal=target.value,
-                                backend=backend, square_sum=accumulator.square_sum,
-                                max_k=settings.max_k - reserve, color_space=settings.color_space,
-                                seed=self.config.seed, max_iter=settings.max_iter)
-            palette = backend.to_host(result.fit.palette)
+            result = smallest_k_histogram(
+                merged, metric=target.metric, goal=target.value, backend=backend,
+                square_sum=accumulator.square_sum, max_k=settings.max_k - reserve,
+                color_space=settings.color_space, seed=self.config.seed,
+                max_iter=settings.max_iter)
+            palette = backend.to_host(result.palette)
             info.update({"target": str(target), "target_met": result.met,
-                         "estimated_quality": round(result.fit.quality(target.metric), 4)})
+                         "estimated_quality": _round(result.quality)})
         else:
             palette = backend.to_host(fit_palette(
                 merged, k=settings.k - reserve, backend=backend,
@@ -203,58 +205,45 @@ class QuantizeJob:
         reserve = int(visible is not None)  # one entry is reserved for transparency
         rgb = backend.to_device(rgb_host)
         weights = None if visible is None else backend.to_device(visible.reshape(-1))
-        histogram = colour_histogram(rgb, weights=weights)
-        square_sum = None
-        if settings.k == "auto" or settings.sweep:
-            square_sum = total_square(rgb, weights)
+        options = {"backend": backend, "color_space": settings.color_space, "seed": seed,
+                   "max_iter": settings.max_iter, "weights": weights}
         if settings.k == "auto":
             target = settings.target
-            assert target is not None and square_sum is not None
-
-            def verify(fit: PaletteFit) -> float:
-                labels = backend.to_host(assign(histogram, fit.palette, backend=backend,
-                                                color_space=settings.color_space))
-                result = backend.to_host(fit.palette)[labels.reshape(rgb_host.shape[:2])]
-                return pixel_quality(target.metric, rgb_host, result, visible)
-
-            search = smallest_k(histogram, metric=target.metric, goal=target.value,
-                                backend=backend, square_sum=square_sum,
-                                max_k=settings.max_k - reserve, color_space=settings.color_space,
-                                seed=seed, max_iter=settings.max_iter, verify=verify)
-            palette_dev = search.fit.palette
+            assert target is not None
+            search = smallest_k(rgb, metric=target.metric, goal=target.value,
+                                max_k=settings.max_k - reserve, **options)
+            palette_dev, indices_dev = search.palette, search.indices
             extra.update({"target": str(target), "target_met": search.met,
-                          "k_chosen": int(search.fit.k),
+                          "k_chosen": int(search.k),
                           "search_fits": {"rough": len(search.tried) - search.full_fits,
                                           "full": search.full_fits},
-                          "search": [[k, round(q, 4)] for k, q, kind in search.tried
+                          "search": [[k, _round(q)] for k, q, kind in search.tried
                                      if kind == "full"]})
             if not search.met:
                 notes.append(f"target {target} not reached with max_k {settings.max_k} "
-                             f"(achieved {search.verified:.4g})")
+                             f"(achieved {search.quality:.4g})")
         else:
-            palette_dev = fit_palette(histogram, k=settings.k - reserve, backend=backend,
-                                      color_space=settings.color_space, seed=seed,
-                                      max_iter=settings.max_iter)
+            result = quantize(rgb, k=settings.k - reserve, **options)
+            palette_dev, indices_dev = result.palette, result.indices
         if settings.sweep:
-            assert square_sum is not None
-            extra["sweep"] = sweep_k(histogram, backend=backend, square_sum=square_sum,
+            histogram = colour_histogram(rgb, bits=ROUGH_BITS, weights=weights)
+            extra["sweep"] = sweep_k(histogram, backend=backend,
+                                     square_sum=total_square(rgb, weights),
                                      max_k=settings.max_k - reserve,
                                      color_space=settings.color_space, seed=seed,
                                      max_iter=settings.max_iter)
         palette = backend.to_host(palette_dev)
-        indices = self._indices(rgb_host, palette, visible, histogram, palette_dev, backend)
+        if self._dithering:
+            # host-side: on cuda the palette was copied back, and the image is the host copy
+            indices = floyd_steinberg(rgb_host, palette, strength=settings.dither_strength,
+                                      mask=visible)
+        else:
+            indices = backend.to_host(indices_dev).reshape(rgb_host.shape[:2])
         return self._with_transparent_entry(palette, indices, visible)
 
-    def _indices(self, rgb_host: np.ndarray, palette: np.ndarray, visible: np.ndarray | None,
-                 histogram: Any, palette_dev: Any, backend: Backend) -> np.ndarray:
-        settings = self.settings
-        if settings.dither == "floyd_steinberg" and settings.dither_strength > 0:
-            # host-side: on cuda the image and palette are already on the host here
-            return floyd_steinberg(rgb_host, palette, strength=settings.dither_strength,
-                                   mask=visible)
-        labels = assign(histogram, palette_dev, backend=backend,
-                        color_space=settings.color_space)
-        return backend.to_host(labels).reshape(rgb_host.shape[:2])
+    @property
+    def _dithering(self) -> bool:
+        return self.settings.dither == "floyd_steinberg" and self.settings.dither_strength > 0
 
     @staticmethod
     def _with_transparent_entry(palette: np.ndarray, indices: np.ndarray,
@@ -289,11 +278,16 @@ class QuantizeJob:
             palette = np.concatenate([palette, np.zeros((1, 3), np.uint8)])
             clear = [len(palette) - 1]
         entries = palette[opaque]
-        rgb = backend.to_device(rgb_host)
-        weights = None if visible is None else backend.to_device(visible.reshape(-1))
-        histogram = colour_histogram(rgb, weights=weights)
-        entries_dev = backend.to_device(entries)
-        local = self._indices(rgb_host, entries, visible, histogram, entries_dev, backend)
+        if self._dithering:  # host-side, as for fitted palettes
+            local = floyd_steinberg(rgb_host, entries, strength=self.settings.dither_strength,
+                                    mask=visible)
+        else:
+            rgb = backend.to_device(rgb_host)
+            weights = None if visible is None else backend.to_device(visible.reshape(-1))
+            histogram = colour_histogram(rgb, weights=weights)
+            labels = assign(histogram, backend.to_device(entries), backend=backend,
+                            color_space=self.settings.color_space)
+            local = backend.to_host(labels).reshape(rgb_host.shape[:2])
         indices = opaque.astype(np.uint8)[local]
         if visible is not None:
             indices = np.where(visible, indices, np.uint8(clear[0])).astype(np.uint8)

@@ -27,7 +27,7 @@ import numpy as np
 from gpupix.backends.base import Array, Backend
 from gpupix.ops._xp import bincount
 from gpupix.ops.color import ColorSpace, ciede2000, rgb_to_lab, rgb_to_space
-from gpupix.ops.quantize import ColourHistogram, fit_palette
+from gpupix.ops.quantize import ColourHistogram, colour_histogram, fit_palette, quantize
 
 Metric = Literal["psnr", "delta_e"]
 
@@ -125,18 +125,18 @@ class HistogramScorer:
 
 def warm_start(scorer: HistogramScorer, previous: PaletteFit, k: int, *, seed: int = 0
                ) -> Array | None:
-    """(k, 3) starting centres in the fit space, from a fit at another k.
+    """(k, 3) float32 sRGB starting centres (``fit_palette``'s ``init``) from a fit at another k.
 
-    Fewer centres: keep the ``k`` entries holding the most pixels. More centres: add them as
-    k-means++ does (greedy: of a few candidates drawn with probability count x squared
-    distance to the centres so far, keep the one that lowers the total most), seeded. None
-    when the histogram has no more than ``k`` bins (every bin is then its own entry).
+    Fewer centres: keep the ``k`` entries holding the most pixels. More centres: add bin
+    colours as k-means++ does (each drawn with probability count x squared distance, in the
+    fit space, to the centres so far), seeded. None when the histogram has no more than
+    ``k`` bins (every bin is then its own entry).
     """
     xp = scorer.backend.xp
     points, counts = scorer.points, scorer.counts
     if points.shape[0] <= k:
         return None
-    centres = rgb_to_space(previous.palette, scorer.color_space)
+    centres = xp.astype(previous.palette, xp.float32)
     m = centres.shape[0]
     if m > k:
         held = bincount(xp, previous.labels, weights=counts, minlength=m)
@@ -153,40 +153,142 @@ def warm_start(scorer: HistogramScorer, previous: PaletteFit, k: int, *, seed: i
         index = min(int(xp.searchsorted(cumulative, xp.asarray(draw * total, dtype=xp.float64,
                                                                 device=_device(points)))),
                     points.shape[0] - 1)
-        centre = points[index:index + 1, :]
-        added.append(centre)
-        step = xp.astype(points - centre, xp.float64)
+        added.append(scorer.histogram.colours[index:index + 1, :])
+        step = xp.astype(points - points[index:index + 1, :], xp.float64)
         d2 = xp.minimum(d2, xp.sum(step * step, axis=1))
     return xp.concat([centres, *added], axis=0) if added else centres
 
 
 @dataclass
 class SearchResult:
-    """The chosen fit; ``met`` False when even the largest allowed k misses the target.
+    """The chosen palette; ``met`` False when even the largest allowed k misses the target.
 
-    ``tried`` lists ``(k, quality, kind)`` in the order evaluated, kind ``"rough"`` (a short
-    warm-started fit that only steers the search) or ``"full"`` (the fit a fixed-k run
-    makes); ``verified`` is the pixel-measured quality of the choice when a verifier was given.
+    palette : (m, 3) uint8; indices : (H, W) uint8 when the search ran on an image (the
+    fixed-k run's own assignment), else None. ``quality`` is the chosen palette's quality
+    (measured on the pixels for an image). ``tried`` lists ``(k, quality, kind)`` in the
+    order evaluated, kind ``"rough"`` (a short warm-started fit on the histogram that only
+    steers the search) or ``"full"`` (a fixed-k run's palette).
     """
 
-    fit: PaletteFit
+    k: int
+    palette: Array
+    quality: float
     met: bool
+    indices: Array | None = None
     tried: list[tuple[int, float, str]] = field(default_factory=list)
-    verified: float | None = None
 
     @property
     def full_fits(self) -> int:
         return sum(kind == "full" for _, _, kind in self.tried)
 
 
+@dataclass(frozen=True)
+class _Full:
+    """A full evaluation: the fixed-k run's palette, its pixel indices and quality."""
+
+    k: int
+    palette: Array
+    indices: Array | None
+    value: float
+
+    def quality(self, metric: Metric) -> float:
+        return self.value
+
+
 # Lloyd iterations of a rough fit: enough to rank palette sizes, a fraction of a full fit.
 ROUGH_ITER = 10
+# Histogram bits of the rough fits (6: a few thousand to tens of thousands of points).
+ROUGH_BITS = 6
 # How far (in doublings of k) a full fit is ahead of a rough one of the same size: about
 # 0.1 dB of PSNR, measured on astronaut, chelsea and coffee. Only aims the first full fit.
 FULL_AHEAD_DOUBLINGS = 0.04
 
 
+def pixel_quality(metric: Metric, rgb: Array, palette: Array, indices: Array,
+                  weights: Array | None = None, *, max_pixels: int = 1 << 20) -> float:
+    """Quality of ``palette[indices]`` against ``rgb`` on the backend's arrays.
+
+    ``psnr`` (dB) over every pixel of weight > 0; ``delta_e`` (mean CIEDE2000) over a regular
+    grid of at most ``max_pixels`` pixels (every n-th row and column), as the job's metrics.
+    """
+    xp = _namespace(rgb)
+    height, width = rgb.shape[:2]
+    if metric == "delta_e":
+        step = max(1, math.ceil(math.sqrt(height * width / max_pixels)))
+        rgb = rgb[::step, ::step, :]
+        indices = indices[::step, ::step]
+        if weights is not None:
+            weights = xp.reshape(weights, (height, width))[::step, ::step]
+    flat_indices = xp.reshape(indices, (-1,))
+    result = xp.astype(xp.take(palette, xp.astype(flat_indices, xp.int64), axis=0), xp.float32)
+    reference = xp.astype(xp.reshape(rgb, (-1, 3)), xp.float32)
+    if metric == "psnr":
+        per_pixel = xp.mean(xp.astype((reference - result) ** 2, xp.float64), axis=1)
+    else:
+        per_pixel = xp.astype(ciede2000(rgb_to_lab(reference), rgb_to_lab(result)), xp.float64)
+    if weights is None:
+        value = float(xp.mean(per_pixel))
+    else:
+        w = xp.astype(xp.reshape(weights, (-1,)), xp.float64)
+        value = float(xp.sum(per_pixel * w) / xp.sum(w))
+    if metric == "psnr":
+        return math.inf if value <= 0 else 10.0 * math.log10(255.0**2 / value)
+    return value
+
+
 def smallest_k(
+    rgb: Array,
+    *,
+    metric: Metric,
+    goal: float,
+    backend: Backend,
+    weights: Array | None = None,
+    max_k: int = 256,
+    color_space: ColorSpace = "rgb_lab",
+    seed: int = 0,
+    max_iter: int = 100,
+    first_k: int = 16,
+) -> SearchResult:
+    """The smallest k whose fixed-k palette of an (H, W, 3) image meets ``metric`` ``goal``.
+
+    Two phases. Rough, on one histogram of the image: short fits (``ROUGH_ITER`` Lloyd
+    iterations), each warm-started by adding centres k-means++-style to the largest rough
+    palette below it, scored from the histogram (exact PSNR for that assignment) and aimed by
+    the secant of quality against log2(k), bracket the answer and measure the slope. Full:
+    from there, :func:`~gpupix.ops.quantize.quantize` runs exactly as a fixed-k run does
+    (same seed, so the same palette and indices), measured on the pixels, until k meets the
+    goal and k - 1 misses it. The choice is therefore minimal for the fixed-k runs a user
+    would compare it with, and its output is theirs.
+
+    Parameters
+    ----------
+    rgb : (H, W, 3) uint8 array of ``backend.xp``
+    metric : {"psnr", "delta_e"}
+        PSNR in dB over all pixels (met when >= goal) or mean CIEDE2000 (met when <= goal),
+        as :func:`pixel_quality` measures them.
+    weights : (H*W,) array, optional
+        0 leaves a pixel out of the fit and of the quality (transparent pixels).
+    max_k : int, default=256
+        The largest palette allowed; when it misses the goal, its result is returned with
+        ``met=False``.
+    first_k : int, default=16
+        The first size tried.
+    """
+    histogram = colour_histogram(rgb, bits=ROUGH_BITS, weights=weights)
+    square_sum = total_square(rgb, weights)
+
+    def run_full(k: int) -> _Full:
+        result = quantize(rgb, k=k, backend=backend, color_space=color_space, seed=seed,
+                          max_iter=max_iter, weights=weights)
+        value = pixel_quality(metric, rgb, result.palette, result.indices, weights)
+        return _Full(k=k, palette=result.palette, indices=result.indices, value=value)
+
+    return _search(histogram, square_sum, run_full, metric=metric, goal=goal,
+                   backend=backend, max_k=max_k, color_space=color_space, seed=seed,
+                   max_iter=max_iter, first_k=first_k, top=max_k)
+
+
+def smallest_k_histogram(
     histogram: ColourHistogram,
     *,
     metric: Metric,
@@ -194,41 +296,44 @@ def smallest_k(
     backend: Backend,
     square_sum: float,
     max_k: int = 256,
-    color_space: ColorSpace = "oklab",
+    color_space: ColorSpace = "rgb_lab",
     seed: int = 0,
     max_iter: int = 100,
     first_k: int = 16,
-    verify: Callable[[PaletteFit], float] | None = None,
 ) -> SearchResult:
-    """The smallest palette size whose palette meets ``metric`` ``goal``, searching k.
+    """:func:`smallest_k` on a histogram alone (a merged one, for a shared palette).
 
-    Two phases, both on the histogram. Rough: short fits (``ROUGH_ITER`` Lloyd iterations),
-    each warm-started by adding centres k-means++-style to the largest rough palette below
-    it, aimed by the secant of quality against log2(k), bracket the answer and measure the
-    slope. Full: from there, fits exactly as a fixed-k run makes them (same seed, so the same
-    palette) until k meets the goal and k - 1 misses it, so the choice is minimal for the
-    fixed-k runs a user would compare it with, and its palette is theirs. Every palette is
-    scored exactly (PSNR) or closely (mean CIEDE2000) from the histogram; ``verify``, if
-    given, measures the choice on the pixels, and a miss there resumes the search above it.
-
-    Parameters
-    ----------
-    metric : {"psnr", "delta_e"}
-        PSNR in dB (met when >= goal) or mean CIEDE2000 (met when <= goal).
-    square_sum : float
-        :func:`total_square` of the pixels behind ``histogram``.
-    max_k : int, default=256
-        The largest palette allowed; when it misses the goal, its fit is returned, met=False.
-    first_k : int, default=16
-        The first size tried.
+    With no pixels at hand, a full evaluation is a fresh :func:`fit_palette` with
+    ``max_iter`` iterations, scored from the histogram: PSNR exactly (pixels take the entry
+    nearest their bin's mean), mean CIEDE2000 from the bin means (the spread inside a bin is
+    left out, so it reads a little low).
     """
     scorer = HistogramScorer(histogram, backend=backend, color_space=color_space,
                              square_sum=square_sum, with_delta_e=metric == "delta_e")
-    n_bins = int(histogram.colours.shape[0])
-    top = max(1, min(max_k, n_bins))  # at n_bins every bin mean is its own entry: the best
+
+    def run_full(k: int) -> _Full:
+        palette = fit_palette(histogram, k=k, backend=backend, color_space=color_space,
+                              seed=seed, max_iter=max_iter)
+        fit = scorer.score(palette, k=k)
+        return _Full(k=k, palette=palette, indices=None, value=fit.quality(metric))
+
+    return _search(histogram, square_sum, run_full, metric=metric, goal=goal,
+                   backend=backend, max_k=max_k, color_space=color_space, seed=seed,
+                   max_iter=max_iter, first_k=first_k,
+                   top=max(1, min(max_k, int(histogram.colours.shape[0]))), scorer=scorer)
+
+
+def _search(histogram: ColourHistogram, square_sum: float, run_full: Callable[[int], _Full],
+            *, metric: Metric, goal: float, backend: Backend, max_k: int,
+            color_space: ColorSpace, seed: int, max_iter: int, first_k: int, top: int,
+            scorer: HistogramScorer | None = None) -> SearchResult:
+    scorer = scorer or HistogramScorer(histogram, backend=backend, color_space=color_space,
+                                       square_sum=square_sum, with_delta_e=metric == "delta_e")
+    # rough fits cannot tell sizes apart beyond the bins they see
+    rough_top = max(1, min(top, int(histogram.colours.shape[0])))
     tried: list[tuple[int, float, str]] = []
     rough: dict[int, PaletteFit] = {}
-    full: dict[int, PaletteFit] = {}
+    full: dict[int, _Full] = {}
 
     def evaluate_rough(k: int) -> PaletteFit:
         below = [j for j in rough if j < k]
@@ -239,42 +344,26 @@ def smallest_k(
         tried.append((k, rough[k].quality(metric), "rough"))
         return rough[k]
 
-    def evaluate_full(k: int) -> PaletteFit:
-        palette = fit_palette(histogram, k=k, backend=backend, color_space=color_space,
-                              seed=seed, max_iter=max_iter)
-        full[k] = scorer.score(palette, k=k)
-        tried.append((k, full[k].quality(metric), "full"))
+    def evaluate_full(k: int) -> _Full:
+        full[k] = run_full(k)
+        tried.append((k, full[k].value, "full"))
         return full[k]
 
-    start = min(max(first_k, 2), top) if top >= 2 else 1
+    start = min(max(first_k, 2), rough_top) if rough_top >= 2 else 1
     rough_lo, rough_hi = _bracket(evaluate_rough, rough, metric=metric, goal=goal, lo=1,
-                                  hi=None, top=top, start=start, slope=None, close=1.1)
+                                  hi=None, top=rough_top, start=start, slope=None, close=1.1)
     slope = _fitted_slope(rough, metric)
-    lo, hi = 1, None
     k = top
     if rough_hi is not None:  # aim the first full fit where the rough ones cross the goal
         k = _next_k({j: rough[j] for j in (rough_lo, rough_hi) if j in rough}, metric, goal,
                     rough_lo, rough_hi + 1, top, bisect=False, slope=slope)
         # a full fit converges further than a rough one: it reaches the goal a little lower
         k = max(2, min(k, math.floor(k * 2.0 ** -FULL_AHEAD_DOUBLINGS + 0.5)))
-    verified = None
-    for _round in range(4):  # more rounds only when the pixels disagree with the histogram
-        lo, hi = _bracket(evaluate_full, full, metric=metric, goal=goal, lo=lo, hi=hi,
-                          top=top, start=k, slope=slope)
-        if hi is None:  # even the largest allowed palette misses
-            fit = full[top] if top in full else evaluate_full(top)
-            return SearchResult(fit=fit, met=False, tried=tried,
-                                verified=None if verify is None else verify(fit))
-        if verify is None:
-            return SearchResult(fit=full[hi], met=True, tried=tried)
-        verified = verify(full[hi])
-        if _meets(metric, verified, goal):
-            return SearchResult(fit=full[hi], met=True, tried=tried, verified=verified)
-        if hi >= top:
-            return SearchResult(fit=full[hi], met=False, tried=tried, verified=verified)
-        lo, hi, k = hi, None, hi + 1  # the histogram was optimistic here: look above
-    fit = full[top] if top in full else evaluate_full(top)
-    return SearchResult(fit=fit, met=False, tried=tried, verified=verified)
+    _, hi = _bracket(evaluate_full, full, metric=metric, goal=goal, lo=1, hi=None, top=top,
+                     start=min(k, top), slope=slope)
+    chosen = full[hi] if hi is not None else (full[top] if top in full else evaluate_full(top))
+    return SearchResult(k=chosen.k, palette=chosen.palette, quality=chosen.value,
+                        met=hi is not None, indices=chosen.indices, tried=tried)
 
 
 def _meets(metric: Metric, quality: float, goal: float) -> bool:
@@ -286,7 +375,7 @@ def _g(metric: Metric, quality: float) -> float:
     return quality if metric == "psnr" else -math.log(max(quality, 1e-9))
 
 
-def _bracket(evaluate: Callable[[int], PaletteFit], fits: dict[int, PaletteFit], *,
+def _bracket(evaluate: Callable[[int], Any], fits: dict[int, Any], *,
              metric: Metric, goal: float, lo: int, hi: int | None, top: int, start: int,
              slope: float | None, close: float | None = None) -> tuple[int, int | None]:
     """Evaluate sizes until ``hi`` meets and ``hi - 1`` misses (or ``top`` misses).
@@ -316,7 +405,7 @@ def _bracket(evaluate: Callable[[int], PaletteFit], fits: dict[int, PaletteFit],
         k = _next_k(fits, metric, goal, lo, hi, top, bisect=bisect, slope=slope)
 
 
-def _fitted_slope(fits: dict[int, PaletteFit], metric: Metric) -> float | None:
+def _fitted_slope(fits: dict[int, Any], metric: Metric) -> float | None:
     """Least-squares slope of quality (on the :func:`_g` scale) against log2(k)."""
     points = [(math.log2(k), _g(metric, f.quality(metric))) for k, f in fits.items() if k > 1]
     points = [(x, y) for x, y in points if math.isfinite(y)]
@@ -331,7 +420,7 @@ def _fitted_slope(fits: dict[int, PaletteFit], metric: Metric) -> float | None:
     return value if value > 0 else None
 
 
-def _next_k(fits: dict[int, PaletteFit], metric: Metric, goal: float, lo: int,
+def _next_k(fits: dict[int, Any], metric: Metric, goal: float, lo: int,
             hi: int | None, top: int, *, bisect: bool, slope: float | None = None) -> int:
     """Next size to try, strictly inside (lo, hi): secant in log2(k), or bisection."""
     upper = hi if hi is not None else top + 1
@@ -363,7 +452,7 @@ def sweep_k(
     backend: Backend,
     square_sum: float,
     max_k: int = 256,
-    color_space: ColorSpace = "oklab",
+    color_space: ColorSpace = "rgb_lab",
     seed: int = 0,
     max_iter: int = 100,
 ) -> dict[str, list[float]]:

@@ -8,19 +8,21 @@ from gpupix.ops.metrics import psnr
 from gpupix.ops.palette_search import (
     HistogramAccumulator,
     HistogramScorer,
+    pixel_quality,
     smallest_k,
+    smallest_k_histogram,
     sweep_k,
     total_square,
     warm_start,
 )
-from gpupix.ops.quantize import assign, colour_histogram, fit_palette
+from gpupix.ops.quantize import assign, colour_histogram, fit_palette, quantize
 from tests.conftest import few_colour_image, gradient_image
 
 
 def _scorer(backend, image, **options):
     rgb = backend.to_device(image)
-    histogram = colour_histogram(rgb)
-    return histogram, HistogramScorer(histogram, backend=backend, color_space="oklab",
+    histogram = colour_histogram(rgb, bits=6)
+    return histogram, HistogramScorer(histogram, backend=backend, color_space="rgb_lab",
                                       square_sum=total_square(rgb), **options)
 
 
@@ -30,7 +32,8 @@ def test_histogram_psnr_is_the_pixel_psnr(any_backend):
     histogram, scorer = _scorer(any_backend, image)
     palette = fit_palette(histogram, k=7, backend=any_backend, seed=0)
     fit = scorer.score(palette, k=7)
-    labels = any_backend.to_host(assign(histogram, palette, backend=any_backend))
+    labels = any_backend.to_host(assign(histogram, palette, backend=any_backend,
+                                        color_space="rgb_lab"))
     quantized = any_backend.to_host(palette)[labels.reshape(image.shape[:2])]
     assert fit.psnr == pytest.approx(psnr(image, quantized), abs=1e-6)
 
@@ -41,10 +44,8 @@ def test_histogram_delta_e_estimate_is_close():
     histogram, scorer = _scorer(backend, image, with_delta_e=True)
     palette = fit_palette(histogram, k=12, backend=backend)
     fit = scorer.score(palette, k=12)
-    from gpupix.jobs.quantize import pixel_quality
-
     labels = assign(histogram, palette, backend=backend).reshape(image.shape[:2])
-    measured = pixel_quality("delta_e", image, palette[labels], None)
+    measured = pixel_quality("delta_e", image, palette, labels)
     assert fit.delta_e == pytest.approx(measured, rel=0.1)  # bin spread is left out
 
 
@@ -53,58 +54,52 @@ def test_auto_k_finds_the_known_number_of_colours(colours):
     # k colours are exact (PSNR inf); k - 1 must merge two distinct colours
     backend = CpuBackend()
     image, _ = few_colour_image(colours, 48, 48, seed=3)
-    rgb = backend.to_device(image)
-    histogram = colour_histogram(rgb)
-    result = smallest_k(histogram, metric="psnr", goal=60.0, backend=backend,
-                        square_sum=total_square(rgb), max_k=64)
-    assert result.met and result.fit.k == colours
-    assert len(result.fit.palette) == colours and math.isinf(result.fit.psnr)
-    # k - 1 was fitted as a fixed-k run fits it, and misses
+    result = smallest_k(backend.to_device(image), metric="psnr", goal=60.0, backend=backend,
+                        max_k=64)
+    assert result.met and result.k == colours
+    assert len(result.palette) == colours and math.isinf(result.quality)
+    np.testing.assert_array_equal(result.palette[result.indices], image)
+    # k - 1 was run as a fixed-k run runs it, and missed
     full = {k: q for k, q, kind in result.tried if kind == "full"}
     assert full[colours - 1] < 60.0
-    fixed = fit_palette(histogram, k=colours - 1, backend=backend)
-    labels = assign(histogram, fixed, backend=backend).reshape(image.shape[:2])
-    assert psnr(image, fixed[labels]) < 60.0
+    fixed = quantize(image, k=colours - 1, backend=backend)
+    assert psnr(image, fixed.palette[fixed.indices]) < 60.0
 
 
-def test_auto_k_is_minimal_for_a_psnr_target_on_a_gradient():
+@pytest.mark.parametrize("metric, goal", [("psnr", 21.0), ("delta_e", 4.5)])
+def test_auto_k_is_minimal_against_fixed_k_runs(metric, goal):
     backend = CpuBackend()
     image = gradient_image(48, 64)
-    rgb = backend.to_device(image)
-    histogram = colour_histogram(rgb)
-    result = smallest_k(histogram, metric="psnr", goal=21.0, backend=backend,
-                        square_sum=total_square(rgb), max_k=128)
-    k = result.fit.k
-    assert result.met and result.fit.psnr >= 21.0
-    for size, expect_met in ((k, True), (k - 1, False)):  # the fixed-k runs agree
-        palette = fit_palette(histogram, k=size, backend=backend)
-        labels = assign(histogram, palette, backend=backend).reshape(image.shape[:2])
-        assert (psnr(image, palette[labels]) >= 21.0) is expect_met
+    result = smallest_k(image, metric=metric, goal=goal, backend=backend, max_k=128)
+    k = result.k
+    assert result.met
+    for size, expect_met in ((k, True), (k - 1, False)):  # what a user running k gets
+        fixed = quantize(image, k=size, backend=backend)
+        quality = pixel_quality(metric, image, fixed.palette, fixed.indices)
+        assert (quality >= goal if metric == "psnr" else quality <= goal) is expect_met
+        if size == k:
+            np.testing.assert_array_equal(fixed.indices, result.indices)
+            assert quality == pytest.approx(result.quality)
 
 
-def test_delta_e_target_is_verified_on_pixels():
+def test_search_on_a_merged_histogram():
     backend = CpuBackend()
     image = gradient_image(48, 64)
-    rgb = backend.to_device(image)
-    histogram = colour_histogram(rgb)
-    from gpupix.jobs.quantize import pixel_quality
-
-    def verify(fit):
-        labels = assign(histogram, fit.palette, backend=backend).reshape(image.shape[:2])
-        return pixel_quality("delta_e", image, fit.palette[labels], None)
-
-    result = smallest_k(histogram, metric="delta_e", goal=4.5, backend=backend,
-                        square_sum=total_square(rgb), max_k=128, verify=verify)
-    assert result.met and result.verified is not None and result.verified <= 4.5
+    histogram = colour_histogram(image, bits=6)
+    result = smallest_k_histogram(histogram, metric="psnr", goal=21.0, backend=backend,
+                                  square_sum=total_square(image), max_k=128)
+    assert result.met and result.indices is None and 8 < result.k < 128
+    scorer = HistogramScorer(histogram, backend=backend, color_space="rgb_lab",
+                             square_sum=total_square(image))
+    smaller = fit_palette(histogram, k=result.k - 1, backend=backend)
+    assert scorer.score(smaller, k=result.k - 1).psnr < 21.0
 
 
 def test_unreachable_target_gives_max_k_and_says_so():
     backend = CpuBackend()
     image = gradient_image(48, 64)
-    rgb = backend.to_device(image)
-    result = smallest_k(colour_histogram(rgb), metric="psnr", goal=60.0, backend=backend,
-                        square_sum=total_square(rgb), max_k=8)
-    assert not result.met and result.fit.k == 8 and result.fit.psnr < 60.0
+    result = smallest_k(image, metric="psnr", goal=60.0, backend=backend, max_k=8)
+    assert not result.met and result.k == 8 and result.quality < 60.0
 
 
 def test_warm_start_grows_and_shrinks():
@@ -116,9 +111,7 @@ def test_warm_start_grows_and_shrinks():
     assert smaller.shape == (5, 3)
     # the entries kept are the ones holding the most pixels
     held = np.bincount(fit.labels, weights=scorer.counts, minlength=len(fit.palette))
-    from gpupix.ops.color import rgb_to_space
-
-    kept = rgb_to_space(fit.palette, "oklab")[np.sort(np.argsort(-held, kind="stable")[:5])]
+    kept = fit.palette[np.sort(np.argsort(-held, kind="stable")[:5])]
     np.testing.assert_allclose(smaller, kept)
 
 
@@ -126,7 +119,7 @@ def test_sweep_has_the_report_shape_and_falls():
     backend = CpuBackend()
     image = gradient_image(40, 48)
     rgb = backend.to_device(image)
-    curve = sweep_k(colour_histogram(rgb), backend=backend, square_sum=total_square(rgb),
+    curve = sweep_k(colour_histogram(rgb, bits=6), backend=backend, square_sum=total_square(rgb),
                     max_k=24)
     assert set(curve) == {"k", "inertia", "psnr"}
     assert curve["k"] == [2, 4, 8, 16, 24]
@@ -141,9 +134,9 @@ def test_accumulated_histogram_equals_the_whole_one():
     accumulator = HistogramAccumulator()
     for part in (image[:15], image[15:]):
         rgb = backend.to_device(np.ascontiguousarray(part))
-        accumulator.add(colour_histogram(rgb), backend, total_square(rgb))
+        accumulator.add(colour_histogram(rgb, bits=6), backend, total_square(rgb))
     merged = accumulator.histogram(backend)
-    whole = colour_histogram(image)
+    whole = colour_histogram(image, bits=6)
     np.testing.assert_array_equal(merged.occupied, whole.occupied)
     np.testing.assert_allclose(merged.counts, whole.counts)
     np.testing.assert_allclose(merged.colours, whole.colours, rtol=1e-5)
