@@ -3,8 +3,8 @@
 Error diffusion is sequential: a pixel's value depends on the errors of its left neighbour
 and of three pixels in the row above. Pixels with equal ``x + 2y`` depend on none of each
 other, so the image is processed along those anti-diagonals, each one in a single NumPy
-step, ``W + 2H`` steps in all. The image is stored skewed (pixel (y, x) at column
-``x + 2y``), which turns every step's reads and error writes into contiguous slices.
+step, ``W + 2H`` steps in all. The image is stored skewed (pixel (y, x) at row ``x + 2y``
+of a uint8 array), which turns every step's reads and error writes into contiguous slices.
 
 The nearest palette entry of a colour is looked up in a table over the 6-bit colour cube
 (262,144 cells, filled once by exact nearest-neighbour search), and the error is diffused
@@ -26,7 +26,7 @@ def nearest_table(palette: np.ndarray, *, bits: int = LOOKUP_BITS) -> np.ndarray
     levels = (np.arange(1 << bits, dtype=np.float64) + 0.5) * (256.0 / (1 << bits))
     r, g, b = np.meshgrid(levels, levels, levels, indexing="ij")
     centres = np.stack([r.ravel(), g.ravel(), b.ravel()], axis=1)
-    _, nearest = cKDTree(palette.astype(np.float64)).query(centres, k=1)
+    _, nearest = cKDTree(palette.astype(np.float64)).query(centres, k=1, workers=-1)
     return nearest.astype(np.uint8)
 
 
@@ -54,44 +54,49 @@ def floyd_steinberg(rgb: np.ndarray, palette: np.ndarray, *, strength: float = 1
     palette = np.ascontiguousarray(palette, dtype=np.uint8)
     table = nearest_table(palette)
     colours = palette.astype(np.float32)
-    shift = 8 - LOOKUP_BITS
     steps = width + 2 * (height - 1)
-    # skewed working image: row t holds the anti-diagonal x + 2y = t, indexed by y; one
-    # spare row and column at the end take the error pushed past the borders
-    work = np.zeros((steps + 3, height + 1, 3), np.float32)
-    ys, xs = np.mgrid[0:height, 0:width]
-    diagonal = xs + 2 * ys
-    work[diagonal, ys] = rgb
-    skewed_indices = np.zeros((steps, height), np.uint8)
-    skewed_mask = None
-    if mask is not None:
-        skewed_mask = np.zeros((steps + 3, height + 1), bool)
-        skewed_mask[diagonal, ys] = mask
+    # the input, skewed: pixel (y, x) at [y, x + 2y], so row y is one contiguous copy and the
+    # anti-diagonal x + 2y = t is column t (uint8: 3 bytes a cell). The error lives in a ring
+    # of 4 diagonals, small enough to stay in cache: diagonal t passes error only to t+1,
+    # t+2 and t+3
+    skewed = np.zeros((height, steps, 3), np.uint8)
+    passes = np.zeros((height, steps, 1), np.float32) if mask is not None else None
+    for y in range(height):
+        skewed[y, 2 * y:2 * y + width] = rgb[y]
+        if passes is not None:
+            passes[y, 2 * y:2 * y + width, 0] = mask[y]  # type: ignore[index]
+    ring = np.zeros((4, height + 1, 3), np.float32)
+    skewed_indices = np.zeros((height, steps), np.uint8)
+    # cell code = 4096 r + 64 g + b of the 6-bit levels, exact in float32 (< 2**24); a float
+    # matrix-vector product is the cheapest way NumPy has to pack three columns
+    code_weights = np.array([1 << (2 * LOOKUP_BITS), 1 << LOOKUP_BITS, 1], np.float32)
+    scale = np.float32(1.0 / (1 << (8 - LOOKUP_BITS)))
     right, below_left, below, below_right = (np.float32(strength * w / 16) for w in (7, 3, 5, 1))
     for t in range(steps):
         first = max(0, (t - width + 2) // 2)  # rows whose pixel on this diagonal exists
         last = min(height - 1, t // 2)
-        if first > last:
-            continue
         rows = slice(first, last + 1)
-        value = np.clip(work[t, rows], 0.0, 255.0)
-        q = value.astype(np.uint8) >> shift
-        index = table[(q[:, 0].astype(np.int32) << (2 * LOOKUP_BITS))
-                      | (q[:, 1].astype(np.int32) << LOOKUP_BITS) | q[:, 2]]
-        skewed_indices[t, rows] = index
-        error = value - colours[index]
-        if skewed_mask is not None:
-            error *= skewed_mask[t, rows, None]
-        # (y, x+1) is on diagonal t+1, row y; (y+1, x-1), (y+1, x), (y+1, x+1) are on
-        # diagonals t+1, t+2, t+3 of row y+1
         below_rows = slice(first + 1, last + 2)
-        work[t + 1, rows] += right * error
-        work[t + 1, below_rows] += below_left * error
-        work[t + 2, below_rows] += below * error
-        work[t + 3, below_rows] += below_right * error
-    # the error pushed into cells that are not pixels (past the left or right border) lands
-    # where no pixel reads it: diagonal cells exist only for 0 <= x < width
-    indices = skewed_indices[diagonal, ys]
+        value = ring[t & 3, rows]
+        value += skewed[rows, t]
+        np.maximum(value, 0.0, out=value)
+        np.minimum(value, 255.0, out=value)
+        index = table[(np.floor(value * scale) @ code_weights).astype(np.intp)]
+        skewed_indices[rows, t] = index
+        np.subtract(value, np.take(colours, index, axis=0), out=value)  # now the error
+        if passes is not None:
+            value *= passes[rows, t]
+        # (y, x+1) is on diagonal t+1, row y; (y+1, x-1), (y+1, x), (y+1, x+1) are on
+        # diagonals t+1, t+2, t+3 of row y+1. Error pushed past a border lands in a cell that
+        # is not a pixel (x < 0 or x >= width) and is never read.
+        ring[(t + 1) & 3, rows] += right * value
+        ring[(t + 1) & 3, below_rows] += below_left * value
+        ring[(t + 2) & 3, below_rows] += below * value
+        ring[(t + 3) & 3, below_rows] += below_right * value
+        ring[t & 3] = 0.0  # this slot is diagonal t + 4 from now on
+    indices = np.empty((height, width), np.uint8)
+    for y in range(height):
+        indices[y] = skewed_indices[y, 2 * y:2 * y + width]
     if mask is not None:
         indices = np.where(mask, indices, 0).astype(np.uint8)
     return indices
