@@ -200,8 +200,11 @@ ROUGH_ITER = 10
 # Histogram bits of the rough fits (6: a few thousand to tens of thousands of points).
 ROUGH_BITS = 6
 # How far (in doublings of k) a full fit is ahead of a rough one of the same size: about
-# 0.1 dB of PSNR, measured on astronaut, chelsea and coffee. Only aims the first full fit.
-FULL_AHEAD_DOUBLINGS = 0.04
+# 0.35 dB of PSNR, measured on astronaut, chelsea and coffee. Only aims the first full fit.
+FULL_AHEAD_DOUBLINGS = 0.14
+# The rough phase stops at a fit this close to the goal (in doublings of k, by the typical
+# slope): near enough to aim from.
+ROUGH_CLOSE_DOUBLINGS = 0.1
 
 
 def pixel_quality(metric: Metric, rgb: Array, palette: Array, indices: Array,
@@ -350,17 +353,22 @@ def _search(histogram: ColourHistogram, square_sum: float, run_full: Callable[[i
         return full[k]
 
     start = min(max(first_k, 2), rough_top) if rough_top >= 2 else 1
+    default_slope = PSNR_DB_PER_DOUBLING if metric == "psnr" else DELTA_E_LOG_PER_DOUBLING
     rough_lo, rough_hi = _bracket(evaluate_rough, rough, metric=metric, goal=goal, lo=1,
-                                  hi=None, top=rough_top, start=start, slope=None, close=1.1)
-    slope = _fitted_slope(rough, metric)
+                                  hi=None, top=rough_top, start=start, slope=None, close=1.1,
+                                  good_enough=ROUGH_CLOSE_DOUBLINGS * default_slope)
     k = top
-    if rough_hi is not None:  # aim the first full fit where the rough ones cross the goal
-        k = _next_k({j: rough[j] for j in (rough_lo, rough_hi) if j in rough}, metric, goal,
-                    rough_lo, rough_hi + 1, top, bisect=False, slope=slope)
-        # a full fit converges further than a rough one: it reaches the goal a little lower
-        k = max(2, min(k, math.floor(k * 2.0 ** -FULL_AHEAD_DOUBLINGS + 0.5)))
+    slope = None
+    if rough_hi is not None or rough_lo < rough_top:  # else: even rough_top misses
+        # aim the first full fit where the rough fits cross the goal, less the head start a
+        # full fit has over a rough one; land a little low: a miss at k - 1 then needs only k
+        target = _g(metric, goal)
+        nearest = min(rough, key=lambda j: abs(_g(metric, rough[j].quality(metric)) - target))
+        slope = _fitted_slope(rough, metric, around=nearest) or default_slope
+        x = math.log2(nearest) + (target - _g(metric, rough[nearest].quality(metric))) / slope
+        k = max(2, min(top, math.floor(2.0 ** (x - FULL_AHEAD_DOUBLINGS))))
     _, hi = _bracket(evaluate_full, full, metric=metric, goal=goal, lo=1, hi=None, top=top,
-                     start=min(k, top), slope=slope)
+                     start=k, slope=slope, round_down=True)
     chosen = full[hi] if hi is not None else (full[top] if top in full else evaluate_full(top))
     return SearchResult(k=chosen.k, palette=chosen.palette, quality=chosen.value,
                         met=hi is not None, indices=chosen.indices, tried=tried)
@@ -377,10 +385,14 @@ def _g(metric: Metric, quality: float) -> float:
 
 def _bracket(evaluate: Callable[[int], Any], fits: dict[int, Any], *,
              metric: Metric, goal: float, lo: int, hi: int | None, top: int, start: int,
-             slope: float | None, close: float | None = None) -> tuple[int, int | None]:
+             slope: float | None, close: float | None = None,
+             good_enough: float | None = None, round_down: bool = False
+             ) -> tuple[int, int | None]:
     """Evaluate sizes until ``hi`` meets and ``hi - 1`` misses (or ``top`` misses).
 
-    With ``close``, stop as soon as ``hi <= close * lo`` (a bracket good enough to steer by).
+    With ``close``, stop as soon as ``hi <= close * lo``; with ``good_enough``, as soon as a
+    fit's quality is that near the goal (on the :func:`_g` scale): enough to steer by.
+    ``round_down`` aims each step just below the predicted crossing.
 
     ``lo`` is the largest size seen to miss (1: below the search), ``hi`` the smallest seen
     to meet. Returns ``(lo, hi)``; ``hi`` is None when nothing up to ``top`` meets.
@@ -390,6 +402,9 @@ def _bracket(evaluate: Callable[[int], Any], fits: dict[int, Any], *,
     while True:
         fit = fits[k] if k in fits else evaluate(k)
         sides.append(_meets(metric, fit.quality(metric), goal))
+        if good_enough is not None and abs(
+                _g(metric, fit.quality(metric)) - _g(metric, goal)) <= good_enough:
+            return lo, hi
         if sides[-1]:
             hi = k if hi is None else min(hi, k)
         else:
@@ -402,12 +417,22 @@ def _bracket(evaluate: Callable[[int], Any], fits: dict[int, Any], *,
         # after three such steps in a wide bracket, bisect
         bisect = (hi is not None and lo > 1 and hi - lo > 4 and len(sides) >= 3
                   and sides[-1] == sides[-2] == sides[-3])
-        k = _next_k(fits, metric, goal, lo, hi, top, bisect=bisect, slope=slope)
+        k = _next_k(fits, metric, goal, lo, hi, top, bisect=bisect, slope=slope,
+                    round_down=round_down)
 
 
-def _fitted_slope(fits: dict[int, Any], metric: Metric) -> float | None:
-    """Least-squares slope of quality (on the :func:`_g` scale) against log2(k)."""
-    points = [(math.log2(k), _g(metric, f.quality(metric))) for k, f in fits.items() if k > 1]
+def _fitted_slope(fits: dict[int, Any], metric: Metric, *, around: int | None = None
+                  ) -> float | None:
+    """Least-squares slope of quality (on the :func:`_g` scale) against log2(k).
+
+    With ``around``, only sizes within a factor of 3 of it count (the local slope), when
+    at least two do.
+    """
+    sizes = [k for k in fits if k > 1]
+    if around is not None:
+        local = [k for k in sizes if abs(math.log2(k / around)) <= math.log2(3)]
+        sizes = local if len(local) >= 2 else sizes
+    points = [(math.log2(k), _g(metric, fits[k].quality(metric))) for k in sizes]
     points = [(x, y) for x, y in points if math.isfinite(y)]
     if len(points) < 2:
         return None
@@ -421,7 +446,8 @@ def _fitted_slope(fits: dict[int, Any], metric: Metric) -> float | None:
 
 
 def _next_k(fits: dict[int, Any], metric: Metric, goal: float, lo: int,
-            hi: int | None, top: int, *, bisect: bool, slope: float | None = None) -> int:
+            hi: int | None, top: int, *, bisect: bool, slope: float | None = None,
+            round_down: bool = False) -> int:
     """Next size to try, strictly inside (lo, hi): secant in log2(k), or bisection."""
     upper = hi if hi is not None else top + 1
     if bisect and hi is not None:
@@ -442,7 +468,7 @@ def _next_k(fits: dict[int, Any], metric: Metric, goal: float, lo: int,
         y1 = target + 1.0
     x = x1 + (target - y1) / slope
     x = min(max(x, math.log2(max(lo, 1)) - 3), math.log2(upper) + 3)  # at most 8x per step
-    k = math.ceil(2.0**x - 1e-9)
+    k = math.floor(2.0**x + 1e-9) if round_down else math.ceil(2.0**x - 1e-9)
     return min(max(k, lo + 1), upper - 1)
 
 
