@@ -141,3 +141,23 @@ def test_accumulated_histogram_equals_the_whole_one():
     np.testing.assert_allclose(merged.counts, whole.counts)
     np.testing.assert_allclose(merged.colours, whole.colours, rtol=1e-5)
     assert accumulator.square_sum == pytest.approx(total_square(image))
+
+
+def test_search_runs_on_any_array_namespace(any_backend):
+    # the strict namespace refuses NumPy shortcuts, as CuPy does
+    image, _ = few_colour_image(5, 24, 24, seed=3)
+    weights = np.ones(24 * 24, bool)
+    weights[:10] = False  # some pixels left out (transparent)
+    result = smallest_k(any_backend.to_device(image), metric="psnr", goal=60.0,
+                        backend=any_backend, weights=any_backend.to_device(weights), max_k=16)
+    assert result.met and result.k <= 5
+    palette = any_backend.to_host(result.palette)
+    indices = any_backend.to_host(result.indices)
+    visible = weights.reshape(24, 24)
+    np.testing.assert_array_equal(palette[indices][visible], image[visible])
+    histogram = colour_histogram(any_backend.to_device(gradient_image(16, 16)), bits=6)
+    scorer = HistogramScorer(histogram, backend=any_backend, color_space="oklab",
+                             square_sum=total_square(any_backend.to_device(gradient_image(16, 16))),
+                             with_delta_e=True)
+    fit = scorer.score(fit_palette(histogram, k=4, backend=any_backend), k=4)
+    assert warm_start(scorer, fit, 7).shape == (7, 3) and warm_start(scorer, fit, 3).shape == (3, 3)
