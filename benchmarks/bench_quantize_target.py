@@ -61,39 +61,43 @@ def best_of(repeat: int, *functions):
 
 
 def bench_target(backend: CpuBackend, repeat: int) -> list[dict]:
-    from skimage import data
-
     rows = []
     for name in ("astronaut", "chelsea", "coffee"):
-        rgb = np.ascontiguousarray(getattr(data, name)()[..., :3])
-        image = DecodedImage(pixels=rgb, mode="RGB", bytes_in=rgb.nbytes)
-        search = smallest_k(rgb, metric="psnr", goal=TARGET, backend=backend)
-        k = search.k
-        below = quantize(rgb, k=k - 1, backend=backend)
-        at_k = quantize(rgb, k=k, backend=backend)
-        psnr_below = pixel_quality("psnr", rgb, below.palette, below.indices)
-        psnr_at_k = pixel_quality("psnr", rgb, at_k.palette, at_k.indices)
-        auto_job = job({"k": "auto", "target": {"psnr": TARGET}})
-        fixed_job = job({"k": k})
-        (t_auto_job, t_fixed_job), (processed, _) = best_of(
-            repeat, lambda: auto_job.process(image, backend),
-            lambda: fixed_job.process(image, backend))
-        (t_search, t_fixed), _ = best_of(
-            repeat, lambda: smallest_k(rgb, metric="psnr", goal=TARGET, backend=backend),
-            lambda: quantize(rgb, k=k, backend=backend))
-        rows.append({
-            "image": name, "pixels": rgb.shape[0] * rgb.shape[1], "k": k,
-            "psnr_at_k": round(psnr_at_k, 4), "psnr_at_k_minus_1": round(psnr_below, 4),
-            "minimal": psnr_at_k >= TARGET > psnr_below,
-            "job_colours_out": processed.metrics["colours_out"],
-            "fits": {"rough": len(search.tried) - search.full_fits, "full": search.full_fits},
-            "job_auto_s": round(t_auto_job, 4), "job_fixed_s": round(t_fixed_job, 4),
-            "job_ratio": round(t_auto_job / t_fixed_job, 3),
-            "op_search_s": round(t_search, 4), "op_fixed_s": round(t_fixed, 4),
-            "op_ratio": round(t_search / t_fixed, 3),
-        })
+        rows.append(bench_one_target(name, backend, repeat))
         print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def bench_one_target(name: str, backend: CpuBackend, repeat: int) -> dict:
+    from skimage import data
+
+    rgb = np.ascontiguousarray(getattr(data, name)()[..., :3])
+    image = DecodedImage(pixels=rgb, mode="RGB", bytes_in=rgb.nbytes)
+    search = smallest_k(rgb, metric="psnr", goal=TARGET, backend=backend)
+    k = search.k
+    below = quantize(rgb, k=k - 1, backend=backend)  # k - 1 as a plain fixed-k run
+    at_k = quantize(rgb, k=k, backend=backend)
+    psnr_below = pixel_quality("psnr", rgb, below.palette, below.indices)
+    psnr_at_k = pixel_quality("psnr", rgb, at_k.palette, at_k.indices)
+    auto_job = job({"k": "auto", "target": {"psnr": TARGET}})
+    fixed_job = job({"k": k})
+    (t_auto_job, t_fixed_job), (processed, _) = best_of(
+        repeat, lambda: auto_job.process(image, backend),
+        lambda: fixed_job.process(image, backend))
+    (t_search, t_fixed), _ = best_of(
+        repeat, lambda: smallest_k(rgb, metric="psnr", goal=TARGET, backend=backend),
+        lambda: quantize(rgb, k=k, backend=backend))
+    return {
+        "image": name, "pixels": rgb.shape[0] * rgb.shape[1], "k": k,
+        "psnr_at_k": round(psnr_at_k, 4), "psnr_at_k_minus_1": round(psnr_below, 4),
+        "minimal": psnr_at_k >= TARGET > psnr_below,
+        "job_colours_out": processed.metrics["colours_out"],
+        "fits": {"rough": len(search.tried) - search.full_fits, "full": search.full_fits},
+        "job_auto_s": round(t_auto_job, 4), "job_fixed_s": round(t_fixed_job, 4),
+        "job_ratio": round(t_auto_job / t_fixed_job, 3),
+        "op_search_s": round(t_search, 4), "op_fixed_s": round(t_fixed, 4),
+        "op_ratio": round(t_search / t_fixed, 3),
+    }
 
 
 def animation_frame(index: int, size: int = 256) -> np.ndarray:

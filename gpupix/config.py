@@ -89,6 +89,14 @@ class QuantizeConfig(Section):
             raise ValueError(f"must be 2..256 (a palette PNG holds at most 256 colours), got {k}")
         return k
 
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k_is_auto_or_whole(cls, k: Any) -> Any:
+        # one message for the union int | "auto", not one per member
+        if k != "auto" and (isinstance(k, bool) or not isinstance(k, int)):
+            raise ValueError("must be auto or a whole number 2..256")
+        return k
+
     @model_validator(mode="before")
     @classmethod
     def _dither_mapping(cls, data: Any) -> Any:
