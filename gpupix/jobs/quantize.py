@@ -180,7 +180,7 @@ class QuantizeJob:
         visible = None if transparent is None else ~transparent
         partial = alpha_channel is not None and bool(
             ((alpha_channel > 0) & (alpha_channel < 255)).any())
-        notes: list[str] = list(image.notes)
+        notes: list[str] = []  # the executor adds the decoder's own notes
         extra: dict[str, Any] = {}
         if visible is not None and not visible.any():  # nothing to fit: one transparent entry
             palette, indices = np.zeros((1, 3), np.uint8), np.zeros(rgb.shape[:2], np.uint8)
