@@ -103,21 +103,23 @@ class QuantizeJob:
         self.settings = config.quantize
         # (colours (m, 3) uint8, alpha (m,) uint8 or None): one palette for every image
         self.fixed: tuple[np.ndarray, np.ndarray | None] | None = None
-        if self.settings.fixed_palette is not None:
-            self.fixed = load_palette(self.settings.fixed_palette)
 
     def output_relatives(self, item: InputItem) -> list[Path]:
         return [item.relative.with_suffix(".png")]
 
     # ---------------------------------------------------------------- shared palette
     def prepare(self, items: list[InputItem], backend: Backend) -> None:
-        """``palette: shared``: fit one palette on a histogram merged over every input.
+        """``palette: shared``: fit one palette on a histogram merged over every input
+        (``palette: path``: read it).
 
         One streamed pass (a reader pool decodes ahead, at most ``batch.io_workers`` images
         held): each image adds its bin counts and colour sums to fixed-size tables, so memory
         does not grow with the number of images. Unreadable images are left out here; they
         fail in the per-image pass. Writes ``palette.json`` and ``palette.png``.
         """
+        if self.settings.fixed_palette is not None:  # a bad file: ConfigError, exit 2
+            self.fixed = load_palette(self.settings.fixed_palette)
+            return
         if self.settings.palette != "shared":
             return
         settings = self.settings
@@ -169,6 +171,16 @@ class QuantizeJob:
         output_dir = Path(self.config.output.dir)
         write_atomic(output_dir / PALETTE_JSON, palette_json(palette, alpha, **info))
         write_atomic(output_dir / PALETTE_PNG, palette_png(palette, alpha))
+
+    def shared_state(self) -> dict[str, Any] | None:
+        """The palette every image is mapped onto (shared or given), for remote executors."""
+        if self.fixed is None:
+            return None
+        return {"colours": self.fixed[0], "alpha": self.fixed[1]}
+
+    def use_shared_state(self, state: dict[str, Any]) -> None:
+        self.fixed = (np.asarray(state["colours"], np.uint8),
+                      None if state["alpha"] is None else np.asarray(state["alpha"], np.uint8))
 
     # ---------------------------------------------------------------- one image
     def process(self, image: DecodedImage, backend: Backend) -> Processed:

@@ -222,3 +222,19 @@ def test_dither_strength_mapping():
             "quantize": {"dither": {"floyd_steinberg": 0.5}}}
     settings = validate_config(data).quantize
     assert settings.dither == "floyd_steinberg" and settings.dither_strength == 0.5
+
+
+@pytest.mark.slow
+def test_shared_palette_on_dask_matches_the_local_executor(tmp_path):
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    frames = {f"f{i}.png": gradient_image(20, 24, seed=i) for i in range(4)}
+    local = job_file(tmp_path, frames, out="local", k=6, palette="shared")
+    assert run(local).exit_code == 0
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
+        remote = job_file(tmp_path, frames, out="dask", k=6, palette="shared")
+        result = run(remote, "--set", "executor.kind=dask",
+                     "--set", f"executor.address={cluster.scheduler_address}")
+    assert result.exit_code == 0, result.output
+    for name in [*frames, "palette.json"]:  # the workers mapped onto the client's palette
+        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
