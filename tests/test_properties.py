@@ -27,6 +27,7 @@ from gpupix.errors import GpupixError
 from gpupix.io import decode
 from gpupix.jobs import make_job
 from gpupix.ops.color import ColorSpace, rgb_to_space, space_to_rgb
+from gpupix.ops.denoise import denoise_self, denoise_self_knn
 from gpupix.ops.metrics import METRICS, compute_metrics
 from gpupix.ops.quantize import quantize
 
@@ -118,6 +119,13 @@ def _noisy(rgb: np.ndarray, seed: int) -> np.ndarray:
     return np.clip(rgb.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
+def _check_denoised(rgb: np.ndarray, params: dict[str, Any], result: Any) -> None:
+    image = np.asarray(result.image)
+    assert image.shape == rgb.shape and image.dtype == np.float32
+    assert np.isfinite(image).all() and np.isfinite(result.sigma)
+
+
+ODD_PATCH = st.sampled_from([1, 3, 5])
 OPS: dict[str, OpCase] = {
     "color round trip": OpCase(
         params=st.fixed_dictionaries({"space": st.sampled_from(SPACES)}),
@@ -141,6 +149,22 @@ OPS: dict[str, OpCase] = {
         }),
         call=lambda rgb, p, backend: quantize(rgb, backend=backend, **p),
         check=_check_quantize,
+    ),
+    "denoise self, window search": OpCase(
+        params=st.fixed_dictionaries({
+            "patch": ODD_PATCH, "window": st.sampled_from([3, 5, 7]),
+            "components": st.integers(1, 8), "tile": st.integers(16, 40),
+            "sigma": st.one_of(st.none(), st.floats(1, 60))}),
+        call=lambda rgb, p, backend: denoise_self(rgb, **p),
+        check=_check_denoised,
+    ),
+    "denoise self, global search": OpCase(
+        params=st.fixed_dictionaries({
+            "patch": ODD_PATCH, "k": st.integers(1, 40), "components": st.integers(1, 8),
+            "tile": st.integers(16, 40), "sigma": st.one_of(st.none(), st.floats(1, 60)),
+        }).flatmap(lambda p: st.integers(1, p["patch"]).map(lambda s: {**p, "stride": s})),
+        call=lambda rgb, p, backend: denoise_self_knn(rgb, backend=backend, **p),
+        check=_check_denoised,
     ),
 }
 
@@ -174,7 +198,30 @@ def _check_palette_png(outputs: list[bytes], shape: tuple[int, int], section: di
         assert len(np.unique(np.asarray(image))) <= section["k"]
 
 
+def _check_denoise_pngs(outputs: list[bytes], shape: tuple[int, int], section: dict) -> None:
+    expected = 1 + ("noise" in section) + bool(section.get("difference"))
+    assert len(outputs) == expected
+    for data in outputs:
+        with Image.open(io.BytesIO(data)) as image:
+            assert image.format == "PNG" and image.size == (shape[1], shape[0])
+
+
+@st.composite
+def denoise_sections(draw) -> dict[str, Any]:
+    section: dict[str, Any] = {"method": "self",
+                               "search": draw(st.sampled_from(["window", "global"])),
+                               "patch": draw(ODD_PATCH), "tile": draw(st.integers(16, 40))}
+    if section["search"] == "global":  # every pixel must be in some patch
+        section["stride"] = draw(st.integers(1, section["patch"]))
+    if draw(st.booleans()):
+        section["noise"] = {"kind": draw(st.sampled_from(["gaussian", "uniform",
+                                                          "salt_pepper"]))}
+        section["difference"] = draw(st.booleans())
+    return section
+
+
 JOBS: dict[str, JobCase] = {
+    "denoise": JobCase(section=denoise_sections(), check=_check_denoise_pngs),
     "quantize": JobCase(
         section=st.fixed_dictionaries({
             "k": st.integers(2, 256),
