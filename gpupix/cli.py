@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -35,20 +35,23 @@ def _naming_file(message: str, config: Path) -> str:
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
+def _stop_on_signals() -> Iterator[tuple[Any, list[int]]]:
     """SIGINT and SIGTERM set a stop event (the run ends after the images in flight).
 
-    A second signal raises KeyboardInterrupt at once. Yields the event and the list the
+    A second signal, or one while the run is not between images (loading, a shared palette
+    pass, a whole-set fit), raises KeyboardInterrupt at once. Yields the event and the list the
     received signal numbers go into. Outside the main thread, signals cannot be handled;
     the defaults are left alone.
     """
-    stop = threading.Event()
+    from gpupix.pipeline import StopRequest
+
+    stop = StopRequest()
     received: list[int] = []
 
     def handle(signum: int, _frame: object) -> None:
         received.append(signum)
-        if stop.is_set():
-            raise KeyboardInterrupt
+        if stop.is_set() or not stop.between_images:
+            raise KeyboardInterrupt  # a second signal, or a step that cannot stop part-way
         stop.set()
 
     previous = {}

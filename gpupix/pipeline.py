@@ -41,6 +41,18 @@ SUMMARY_FILE = "summary.json"
 QUALITY_EXIT_CODE = 99
 
 
+class StopRequest(threading.Event):
+    """A stop request that also says whether the run can honour it between images.
+
+    ``between_images`` is True only while the executor runs (it stops after the images in
+    flight). Before that, and during steps that cannot stop part-way (a pass over all inputs
+    for a shared palette, a whole-set fit), it is False: a signal handler should then
+    interrupt at once (KeyboardInterrupt) rather than wait for the step to end.
+    """
+
+    between_images = False
+
+
 class Reporter:
     """Progress callbacks; the CLI passes a rich progress bar, tests and libraries pass none."""
 
@@ -211,6 +223,7 @@ def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = N
     done = 0
     writing_to = metrics_path  # named in the one-line error if the disk refuses a write
     try:
+        stop.between_images = True  # from here on a stop ends the run cleanly
         with metrics_path.open("a", encoding="utf-8") as stream:
             for row in settled:
                 rows_by_input[row["input"] + "\0" + row["output"]] = row
@@ -225,6 +238,7 @@ def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = N
                     reporter.advance(row)
             finally:  # on an error here, the executor cancels its queued work now
                 getattr(results, "close", lambda: None)()
+                stop.between_images = False
         remove_stale_temporaries(output_dir)  # a worker killed mid-write leaves its temporary
         rows = sorted(rows_by_input.values(), key=lambda r: (r["output"], r["input"]))
         write_atomic(metrics_path, "".join(to_json(r) + "\n" for r in rows).encode())

@@ -217,3 +217,21 @@ def test_no_handler_is_left_installed_after_a_run(tmp_path):
     assert CliRunner().invoke(app, ["run", str(job), "--quiet"]).exit_code == 0
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     assert os.listdir(tmp_path / "out")
+
+
+def test_handler_stops_between_images_and_interrupts_elsewhere():
+    from gpupix.cli import _stop_on_signals
+
+    with _stop_on_signals() as (stop, received):
+        # not between images (loading, a shared palette pass, a whole-set fit): at once
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs here, in the main thread
+        assert received == [signal.SIGTERM] and not stop.is_set()
+        stop.between_images = True  # the executor is running: finish the images in flight
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert stop.is_set() and received[-1] == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):  # a second signal: at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
