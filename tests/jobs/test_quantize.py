@@ -238,3 +238,17 @@ def test_shared_palette_on_dask_matches_the_local_executor(tmp_path):
     assert result.exit_code == 0, result.output
     for name in [*frames, "palette.json"]:  # the workers mapped onto the client's palette
         assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+
+
+def test_shared_palette_with_auto_k_reaches_the_target_over_all_frames(tmp_path):
+    frames = {f"f{i}.png": few_colour_image(7, 20, 20, seed=i % 2)[0] for i in range(4)}
+    path = job_file(tmp_path, frames, k="auto", target={"psnr": 50}, max_k=64,
+                    palette="shared")
+    assert run(path).exit_code == 0
+    document = json.loads((tmp_path / "out" / "palette.json").read_text())
+    # two distinct 7-colour frames: the fewest colours that keep every frame exact
+    distinct = {tuple(c) for image in frames.values() for c in image.reshape(-1, 3)}
+    assert document["target_met"] is True and len(document["colours"]) == len(distinct)
+    for name, image in frames.items():
+        out = np.asarray(Image.open(tmp_path / "out" / name).convert("RGB"))
+        np.testing.assert_array_equal(out, image)
