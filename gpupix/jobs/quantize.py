@@ -22,7 +22,7 @@ from gpupix.config import JobConfig, QualityTarget
 from gpupix.errors import ImageError, QualityError
 from gpupix.io import DecodedImage, InputItem, decode, encode_palette_png, read_ahead, write_atomic
 from gpupix.jobs.base import Processed
-from gpupix.ops.alpha import premultiply, quantize_rgba
+from gpupix.ops.alpha import quantize_rgba
 from gpupix.ops.color import ciede2000, rgb_to_lab
 from gpupix.ops.dither import floyd_steinberg
 from gpupix.ops.metrics import compute_metrics
@@ -30,6 +30,7 @@ from gpupix.ops.palette_search import (
     ROUGH_BITS,
     HistogramAccumulator,
     smallest_k,
+    smallest_k_by_runs,
     smallest_k_histogram,
     sweep_k,
     total_square,
@@ -76,6 +77,12 @@ def size_accounting(height: int, width: int, colours: int, *, alpha_in: bool,
     return {"bits_palette": bits_palette, "bits_per_index": bits_per_index,
             "bits_indices": bits_indices, "bits_raw": bits_raw,
             "theoretical_ratio": round(bits_raw / (bits_palette + bits_indices), 4)}
+
+
+def premultiplied_rgb(rgba: np.ndarray) -> np.ndarray:
+    """(H, W, 4) uint8 -> (H, W, 3) uint8 colour x alpha / 255: the image over black (host)."""
+    values = rgba[..., :3].astype(np.float32) * (rgba[..., 3:4].astype(np.float32) / 255.0)
+    return np.rint(values).astype(np.uint8)
 
 
 def pixel_quality(metric: str, reference: np.ndarray, result: np.ndarray,
@@ -204,7 +211,8 @@ class QuantizeJob:
                 notes.append("partial alpha flattened to opaque (fixed palette)")
                 partial = False
         elif partial:
-            palette, alpha, indices = self._fit_rgba(image.pixels, visible, backend, notes)
+            palette, alpha, indices = self._fit_rgba(image.pixels, visible, backend, notes,
+                                                     extra)
         else:
             palette, alpha, indices = self._fit_rgb(rgb, visible, backend, notes, extra)
         return self._result(image, rgb, palette, indices, alpha, visible, backend, notes, extra,
@@ -306,23 +314,44 @@ class QuantizeJob:
         return palette, alpha, indices
 
     def _fit_rgba(self, pixels: np.ndarray, visible: np.ndarray | None, backend: Backend,
-                  notes: list[str]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+                  notes: list[str], extra: dict[str, Any]
+                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         settings = self.settings
         reserve = int(visible is not None)
-        k = settings.max_k if settings.k == "auto" else settings.k
-        if settings.k == "auto":
-            notes.append(f"partial alpha: k: auto is not searched in RGBA; used max_k {k}")
         if settings.dither != "none":
             notes.append("partial alpha: not dithered")
         if settings.sweep:
             notes.append("partial alpha: no sweep")
         weights = None if visible is None else backend.to_device(visible.reshape(-1))
-        result = quantize_rgba(backend.to_device(np.ascontiguousarray(pixels)), k=k - reserve,
-                               backend=backend, seed=self.config.seed,
-                               max_iter=settings.max_iter, weights=weights)
-        colours = backend.to_host(result.colours)
-        alpha = backend.to_host(result.alpha)
-        indices = backend.to_host(result.indices)
+        rgba = backend.to_device(np.ascontiguousarray(pixels))
+
+        def run(k: int) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, float]:
+            result = quantize_rgba(rgba, k=k, backend=backend, seed=self.config.seed,
+                                   max_iter=settings.max_iter, weights=weights)
+            colours, alpha = backend.to_host(result.colours), backend.to_host(result.alpha)
+            indices = backend.to_host(result.indices)
+            quality = math.nan
+            if settings.target is not None:  # judged as the metrics are: premultiplied colour
+                quality = pixel_quality(
+                    settings.target.metric, premultiplied_rgb(pixels),
+                    premultiplied_rgb(np.dstack([colours[indices], alpha[indices]])), visible)
+            return (colours, alpha), indices, quality
+
+        if settings.k == "auto":
+            target = settings.target
+            assert target is not None
+            search = smallest_k_by_runs(run, metric=target.metric, goal=target.value,
+                                        max_k=settings.max_k - reserve)
+            (colours, alpha), indices = search.palette, search.indices
+            extra.update({"target": str(target), "target_met": search.met,
+                          "k_chosen": int(search.k),
+                          "search_fits": {"rough": 0, "full": search.full_fits},
+                          "search": [[k, _round(q)] for k, q, _ in search.tried]})
+            if not search.met:
+                notes.append(f"target {target} not reached with max_k {settings.max_k} "
+                             f"(achieved {search.quality:.4g})")
+        else:
+            (colours, alpha), indices, _ = run(settings.k - reserve)
         if visible is not None:
             colours = np.concatenate([np.zeros((1, 3), np.uint8), colours])
             alpha = np.concatenate([np.zeros(1, np.uint8), alpha])
@@ -344,15 +373,12 @@ class QuantizeJob:
                                        alpha_out=alpha is not None))
         if partial:
             # judged as seen: colour premultiplied by alpha (composited over black)
-            reference = np.rint(backend.to_host(premultiply(backend.to_device(image.pixels)))
-                                ).astype(np.uint8)
-            output_rgba = np.dstack([palette[indices], alpha[indices]])  # type: ignore[index]
-            result = np.rint(backend.to_host(premultiply(backend.to_device(output_rgba)))
-                             ).astype(np.uint8)
-            alpha_error = image.pixels[..., 3].astype(np.float64) - alpha[indices]  # type: ignore[index]
+            assert alpha is not None
+            reference_rgb = premultiplied_rgb(image.pixels)
+            result_rgb = premultiplied_rgb(np.dstack([palette[indices], alpha[indices]]))
+            alpha_error = image.pixels[..., 3].astype(np.float64) - alpha[indices]
             metrics["alpha_rmse"] = round(float(np.sqrt(np.mean(alpha_error**2))), 4)
             notes.append("metrics on colour premultiplied by alpha")
-            reference_rgb, result_rgb = reference[..., :3], result[..., :3]
         else:
             reference_rgb = rgb
             result_rgb = palette[indices]

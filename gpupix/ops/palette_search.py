@@ -326,6 +326,30 @@ def smallest_k_histogram(
                    top=max(1, min(max_k, int(histogram.colours.shape[0]))), scorer=scorer)
 
 
+def smallest_k_by_runs(run: Callable[[int], tuple[Any, Any, float]], *, metric: Metric,
+                       goal: float, max_k: int, first_k: int = 16) -> SearchResult:
+    """:func:`smallest_k` for fits that have no histogram phase (RGBA palettes).
+
+    ``run(k)`` returns ``(palette, indices, quality)`` of a full fit at size k; sizes are
+    aimed by the secant of quality against log2(k) until k meets the goal and k - 1 misses.
+    """
+    tried: list[tuple[int, float, str]] = []
+    full: dict[int, _Full] = {}
+
+    def evaluate(k: int) -> _Full:
+        palette, indices, value = run(k)
+        full[k] = _Full(k=k, palette=palette, indices=indices, value=value)
+        tried.append((k, value, "full"))
+        return full[k]
+
+    top = max(1, max_k)
+    _, hi = _bracket(evaluate, full, metric=metric, goal=goal, lo=1, hi=None, top=top,
+                     start=min(max(first_k, 2), top) if top >= 2 else 1, slope=None)
+    chosen = full[hi] if hi is not None else (full[top] if top in full else evaluate(top))
+    return SearchResult(k=chosen.k, palette=chosen.palette, quality=chosen.value,
+                        met=hi is not None, indices=chosen.indices, tried=tried)
+
+
 def _search(histogram: ColourHistogram, square_sum: float, run_full: Callable[[int], _Full],
             *, metric: Metric, goal: float, backend: Backend, max_k: int,
             color_space: ColorSpace, seed: int, max_iter: int, first_k: int, top: int,

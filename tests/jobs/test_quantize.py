@@ -252,3 +252,20 @@ def test_shared_palette_with_auto_k_reaches_the_target_over_all_frames(tmp_path)
     for name, image in frames.items():
         out = np.asarray(Image.open(tmp_path / "out" / name).convert("RGB"))
         np.testing.assert_array_equal(out, image)
+
+
+def test_partial_alpha_auto_k_finds_the_number_of_rgba_colours(tmp_path):
+    entries = np.array([[200, 20, 20, 255], [20, 200, 20, 160], [20, 20, 200, 128],
+                        [250, 250, 0, 200], [90, 90, 90, 60], [0, 0, 0, 0]], np.uint8)
+    labels = np.random.default_rng(2).integers(0, len(entries), (24, 24))
+    labels.ravel()[:len(entries)] = np.arange(len(entries))
+    image = entries[labels]
+    path = job_file(tmp_path, {"a.png": image}, k="auto", target={"psnr": 45}, max_k=32)
+    assert run(path).exit_code == 0
+    row = rows(tmp_path / "out")["a.png"]
+    # five visible RGBA colours, plus the reserved transparent entry
+    assert row["k_chosen"] == 5 and row["colours_out"] == 6 and row["target_met"] is True
+    assert dict(row["search"])[4] < 45
+    out = np.asarray(Image.open(tmp_path / "out" / "a.png").convert("RGBA")).astype(int)
+    assert np.abs(out - image)[image[..., 3] > 0].max() <= 1
+    assert (out[image[..., 3] == 0][:, 3] == 0).all()
