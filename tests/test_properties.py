@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -26,8 +27,12 @@ from gpupix.config import validate_config
 from gpupix.errors import GpupixError
 from gpupix.io import decode
 from gpupix.jobs import make_job
+from gpupix.ops.alpha import quantize_rgba
 from gpupix.ops.color import ColorSpace, rgb_to_space, space_to_rgb
+from gpupix.ops.corrupt import corrupt
 from gpupix.ops.denoise import denoise_self, denoise_self_knn
+from gpupix.ops.dither import floyd_steinberg
+from gpupix.ops.inpaint import inpaint
 from gpupix.ops.metrics import METRICS, compute_metrics
 from gpupix.ops.quantize import quantize
 
@@ -125,6 +130,51 @@ def _check_denoised(rgb: np.ndarray, params: dict[str, Any], result: Any) -> Non
     assert np.isfinite(image).all() and np.isfinite(result.sigma)
 
 
+def _check_rgba_palette(rgb: np.ndarray, params: dict[str, Any], result: Any) -> None:
+    colours, alpha = np.asarray(result.colours), np.asarray(result.alpha)
+    indices = np.asarray(result.indices)
+    assert colours.dtype == alpha.dtype == indices.dtype == np.uint8
+    assert colours.ndim == 2 and colours.shape[1] == 3 and alpha.shape == colours.shape[:1]
+    assert 1 <= colours.shape[0] <= params["k"] and indices.shape == rgb.shape[:2]
+    assert int(indices.max()) < colours.shape[0]
+
+
+def _check_corrupt(rgb: np.ndarray, params: dict[str, Any], result: Any) -> None:
+    damaged, missing = (np.asarray(x) for x in result)
+    channels = 4 if params["mark"] == "transparent" else 3
+    assert damaged.dtype == np.uint8 and damaged.shape == (*rgb.shape[:2], channels)
+    assert missing.dtype == bool and missing.shape == rgb.shape[:2]
+
+
+def _inpaint_call(rgb: np.ndarray, params: dict[str, Any], backend: CpuBackend) -> Any:
+    missing = np.random.default_rng(params["seed"]).random(rgb.shape[:2]) < params["fraction"]
+    if missing.all():  # a stated precondition, not a crash: nothing to learn from
+        with pytest.raises(ValueError, match="no known pixel"):
+            inpaint(rgb, missing, backend=backend)
+        missing[0, 0] = False
+    filled = inpaint(rgb, missing, backend=backend, k=params["k"], method=params["method"],
+                     weights=params["weights"], tile=params["tile"])
+    return filled, missing
+
+
+def _check_inpaint(rgb: np.ndarray, params: dict[str, Any], result: Any) -> None:
+    filled, missing = np.asarray(result[0]), result[1]
+    assert filled.dtype == np.uint8 and filled.shape == rgb.shape
+    assert (filled[~missing] == rgb[~missing]).all()  # known pixels are never changed
+
+
+def _dither_call(rgb: np.ndarray, params: dict[str, Any], backend: CpuBackend) -> Any:
+    rng = np.random.default_rng(params["seed"])
+    palette = rng.integers(0, 256, (params["entries"], 3), dtype=np.uint8)
+    return floyd_steinberg(rgb, palette, strength=params["strength"]), params["entries"]
+
+
+def _check_dither(rgb: np.ndarray, params: dict[str, Any], result: Any) -> None:
+    indices, entries = np.asarray(result[0]), result[1]
+    assert indices.dtype == np.uint8 and indices.shape == rgb.shape[:2]
+    assert int(indices.max()) < entries
+
+
 ODD_PATCH = st.sampled_from([1, 3, 5])
 OPS: dict[str, OpCase] = {
     "color round trip": OpCase(
@@ -166,6 +216,40 @@ OPS: dict[str, OpCase] = {
         call=lambda rgb, p, backend: denoise_self_knn(rgb, backend=backend, **p),
         check=_check_denoised,
     ),
+    "quantize rgba": OpCase(
+        # bits 7 and 8 overflow the int32 bin codes of 4 channels (a 2**32-bin table): the
+        # op is only called with its default, 5
+        params=st.fixed_dictionaries({"k": st.integers(1, 256), "bits": st.integers(1, 6),
+                                      "alpha": st.integers(0, 255)}),
+        call=lambda rgb, p, backend: quantize_rgba(
+            np.dstack([rgb, np.full(rgb.shape[:2], p["alpha"], np.uint8)]), k=p["k"],
+            bits=p["bits"], backend=backend),
+        check=_check_rgba_palette,
+    ),
+    "corrupt": OpCase(
+        params=st.fixed_dictionaries({
+            "drop": st.floats(0, 0.99), "holes": st.integers(0, 3),
+            "hole_size": st.integers(1, 30),
+            "mark": st.sampled_from(["magenta", "black", "transparent"])}),
+        call=lambda rgb, p, backend: corrupt(rgb, backend=backend,
+                                             rng=np.random.default_rng(0), **p),
+        check=_check_corrupt,
+    ),
+    "inpaint": OpCase(
+        params=st.fixed_dictionaries({
+            "fraction": st.sampled_from([0.0, 0.1, 0.5, 0.95, 1.0]), "seed": st.integers(0, 9),
+            "k": st.integers(1, 16), "method": st.sampled_from(["knn", "knn_linear", "vote"]),
+            "weights": st.sampled_from(["uniform", "distance"]),
+            "tile": st.integers(16, 40)}),
+        call=_inpaint_call,
+        check=_check_inpaint,
+    ),
+    "dither": OpCase(
+        params=st.fixed_dictionaries({"entries": st.integers(1, 256), "seed": st.integers(0, 9),
+                                      "strength": st.floats(0, 1)}),
+        call=_dither_call,
+        check=_check_dither,
+    ),
 }
 
 
@@ -177,8 +261,10 @@ def test_ops_on_any_image(name, rgba, data):
     rgb = np.ascontiguousarray(rgba[..., :3])
     try:
         result = case.call(rgb, params, CpuBackend(n_threads=1))
-    except GpupixError:
+    except GpupixError as exc:
+        event(f"{name}: refused ({type(exc).__name__})")
         return
+    event(f"{name}: done")
     case.check(rgb, params, result)
 
 
@@ -220,7 +306,33 @@ def denoise_sections(draw) -> dict[str, Any]:
     return section
 
 
+def _check_pngs_of(count: int) -> Callable[[list[bytes], tuple[int, int], dict], None]:
+    """``count`` PNG outputs, each the input's size."""
+    def check(outputs: list[bytes], shape: tuple[int, int], section: dict) -> None:
+        assert len(outputs) == count
+        for data in outputs:
+            with Image.open(io.BytesIO(data)) as image:
+                assert image.format == "PNG" and image.size == (shape[1], shape[0])
+
+    return check
+
+
 JOBS: dict[str, JobCase] = {
+    "corrupt": JobCase(
+        section=st.fixed_dictionaries({
+            "drop": st.floats(0, 0.99),
+            "noise": st.sampled_from(["none", "gaussian", "uniform", "salt_pepper"]),
+            "mark": st.sampled_from(["magenta", "black", "transparent"])}),
+        check=_check_pngs_of(2),  # the damaged image and its mask
+    ),
+    "inpaint": JobCase(
+        section=st.fixed_dictionaries({
+            "mask": st.sampled_from(["alpha", "key_color", "auto"]),
+            "k": st.one_of(st.just("auto"), st.integers(1, 64)),
+            "method": st.sampled_from(["knn", "knn_linear", "vote"]),
+            "tile": st.integers(16, 64)}),
+        check=_check_pngs_of(1),
+    ),
     "denoise": JobCase(section=denoise_sections(), check=_check_denoise_pngs),
     "quantize": JobCase(
         section=st.fixed_dictionaries({
@@ -248,9 +360,11 @@ def test_jobs_on_any_image_file(name, file, data, metrics):
         assert image.pixels.shape[:2] == shape and image.pixels.dtype == np.uint8
         processed = job.process(image, CpuBackend(n_threads=1))
         outputs = job.encode(processed)
-    except GpupixError:
+    except GpupixError as exc:  # refused with a reason: allowed (see --hypothesis-show-statistics)
+        event(f"{name}: refused ({type(exc).__name__})")
         return
     finally:
         path.unlink()
         path.parent.rmdir()
+    event(f"{name}: done")
     case.check(outputs, shape, section)
