@@ -146,7 +146,7 @@ def plan(items: list[InputItem], outputs_of: Callable[[InputItem], list[Path]],
                                       f"already the output of {clash.path}; rename one input"))
             continue
         claimed.update({p: item for p in outputs})
-        if not overwrite and all(p.exists() for p in outputs):
+        if not overwrite and all(p.is_file() for p in outputs):
             row = dict(previous.get(str(item.path), {}))
             row.update({"input": str(item.path), "output": str(outputs[0]),
                         "status": "skipped", "error": None})

@@ -420,3 +420,16 @@ def test_a_fifo_named_as_input_does_not_hang(tmp_path):
     assert stat.S_ISFIFO(os.stat(tmp_path / "pipe.png").st_mode)
     with pytest.raises(ImageError, match="is a FIFO"):
         decode(tmp_path / "pipe.png")
+
+
+def test_a_folder_in_the_way_of_an_output_fails_that_image_only(tmp_path):
+    """A directory named like an output is not 'already done': the image fails, and says so."""
+    def blocked(folder: Path) -> str:
+        Image.fromarray(gradient_image(8, 8)).save(folder / "blocked.png")
+        (tmp_path / "out" / "blocked.png").mkdir(parents=True)
+        return "blocked.png"
+
+    result, rows, name = run_folder(tmp_path, blocked)
+    assert result.exit_code == 1
+    assert rows[name]["status"] == "failed" and "Is a directory" in rows[name]["error"]
+    assert rows[name]["error"].startswith(str(tmp_path / "in" / "blocked.png"))
