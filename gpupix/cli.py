@@ -160,6 +160,22 @@ def info() -> None:
         typer.echo(f"  {key}: {value}")
 
 
+@app.command()
+def report(
+    output_dir: Annotated[Path, typer.Argument(help="A run's output folder (output.dir)")],
+) -> None:
+    """Rebuild report.html from a run's metrics.jsonl, summary.json and images."""
+    from gpupix.report import rebuild_report
+
+    try:
+        path = rebuild_report(output_dir)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    except GpupixError as exc:
+        raise _fail(str(exc), 1) from None
+    typer.echo(f"report: {path}")
+
+
 class _RichReporter:
     """A rich progress bar: images done / total, images per second, failures so far."""
 
@@ -229,6 +245,8 @@ def _print_summary(result) -> None:
         if key in summary["means"]:
             table.add_row(f"mean {key}", f"{summary['means'][key]:.4g}")
     table.add_row("output", str(result.output_dir))
+    if getattr(result, "report", None) is not None:
+        table.add_row("report", str(result.report))
     console.print(table)
     for failure in summary["failures"][:10]:
         console.print(f"[red]failed[/red] {failure['error']}", highlight=False)

@@ -315,6 +315,7 @@ class JobConfig(Section):
     corrupt: CorruptConfig | None = None
     inpaint: InpaintConfig | None = None
     executor: ExecutorConfig = ExecutorConfig()
+    report: bool = True  # report.html + report/ in output.dir after the run
 
     @model_validator(mode="after")
     def _one_job_section(self) -> JobConfig:

@@ -69,6 +69,7 @@ class RunSummary:
     counts: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
     remaining: int = 0
+    report: Path | None = None
 
     @property
     def exit_code(self) -> int:
@@ -252,9 +253,27 @@ def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = N
     except OSError as exc:  # disk full, folder removed under us: one line, not a traceback
         raise GpupixError(f"{writing_to}: cannot write ({exc.strerror or exc}); outputs written so "
                           "far are complete, rerun to finish") from None
+    # an interrupted run stops now; `gpupix report OUTPUT_DIR` writes its report later
+    report = None if "interrupted" in summary else write_run_report(config, output_dir, rows,
+                                                                     summary)
     return RunSummary(rows=rows, summary=summary, output_dir=output_dir,
                       counts=summary["counts"], interrupted="interrupted" in summary,
-                      remaining=remaining)
+                      remaining=remaining, report=report)
+
+
+def write_run_report(config: JobConfig, output_dir: Path, rows: list[Row],
+                     summary: dict[str, Any]) -> Path | None:
+    """report.html after a run (``report: true``); a disk error is one line, as above."""
+    if not config.report:
+        return None
+    from gpupix.report import REPORT_FILE, write_report
+
+    try:
+        return write_report(output_dir, rows, summary)
+    except OSError as exc:
+        raise GpupixError(f"{output_dir / REPORT_FILE}: cannot write the report "
+                          f"({exc.strerror or exc}); outputs, metrics.jsonl and summary.json "
+                          "are complete: `gpupix report OUTPUT_DIR` writes it again") from None
 
 
 def run_whole_set(config: JobConfig, job: Any, items: list[InputItem], output_dir: Path,
@@ -273,5 +292,6 @@ def run_whole_set(config: JobConfig, job: Any, items: list[InputItem], output_di
     summary = summarize(config, rows, backend, time.perf_counter() - started)
     summary.update(getattr(job, "summary_extra", None) or {})
     write_atomic(output_dir / SUMMARY_FILE, (to_json(summary, indent=2) + "\n").encode())
+    report = write_run_report(config, output_dir, rows, summary)
     return RunSummary(rows=rows, summary=summary, output_dir=output_dir,
-                      counts=summary["counts"])
+                      counts=summary["counts"], report=report)
