@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_memory.py
 	$(BIN)/python benchmarks/bench_inpaint.py
 	$(BIN)/python benchmarks/bench_quantize_target.py
+	$(BIN)/python benchmarks/bench_report.py
 
 digits: $(STAMP)
 	$(BIN)/python examples/make_digits.py

@@ -96,6 +96,8 @@ class Panel:
     link: str | None = None
     caption: str = ""
     problem: str | None = None
+    size: tuple[int, int] = (0, 0)
+    zoom: int = 1
 
 
 @dataclass
@@ -339,6 +341,9 @@ def _panel(label: str, pixels: np.ndarray | None, path: Path | None, stem: str,
         name, options = f"{stem}.jpg", {"format": "JPEG", "quality": 88}
     image.save(output_dir / REPORT_DIR / name, **options)
     panel.thumb = f"{REPORT_DIR}/{name}"
+    # small images are shown enlarged by a whole factor, pixels kept sharp (a palette stays one)
+    panel.zoom = max(1, THUMB_SIZE // max(image.size))
+    panel.size = image.size
     return panel
 
 
@@ -433,11 +438,12 @@ def _scatter(source: np.ndarray, indices: np.ndarray, palette: np.ndarray,
         for dy in (0, 1):
             canvas[y + dy, x + dx] = palette[labels]
     cx, cy = position(centres)
-    for radius, colour in ((4, None), (3, "self")):
-        for ox in range(-radius, radius + 1):
-            for oy in range(-radius, radius + 1):
-                px, py = np.clip(cx + ox, 0, size - 1), np.clip(cy + oy, 0, size - 1)
-                canvas[py, px] = 30 if colour is None else palette[used]
+    for radius, colours in ((4, np.uint8(30)), (3, palette[used][:, None])):
+        offsets = np.arange(-radius, radius + 1)
+        px = np.clip(cx[:, None] + offsets[None, :], 0, size - 1)  # (entries, side)
+        py = np.clip(cy[:, None] + offsets[None, :], 0, size - 1)
+        canvas[py[:, :, None], px[:, None, :]] = colours if np.ndim(colours) == 0 \
+            else colours[:, :, None]
     Image.fromarray(canvas).save(target, format="PNG", compress_level=1)
     return limit
 
@@ -491,14 +497,15 @@ def _distribution_plot(rows: list[Row], target: Path) -> str | None:
     series = []
     for key in _numeric_columns(done):
         values = [v for v in (_value(r, key) for r in done) if v is not None]
-        if len(values) >= 2 and key not in ("bytes_in", "bytes_out"):
+        if len(set(values)) >= 2 and key not in ("bytes_in", "bytes_out"):  # not constants
             series.append((key, np.asarray(values)))
     series = series[:HISTOGRAM_LIMIT]
     if not series:
         return None
     columns = min(3, len(series))
     lines = math.ceil(len(series) / columns)
-    figure = Figure(figsize=(3.2 * columns, 2.3 * lines), dpi=80, layout="constrained")
+    figure = Figure(figsize=(3.2 * columns, 2.3 * lines), dpi=80)
+    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.1, top=0.9, wspace=0.3, hspace=0.6)
     for position, (key, values) in enumerate(series, start=1):
         axes = figure.add_subplot(lines, columns, position)
         axes.hist(values, bins=min(30, max(5, len(values) // 4)), color="#4c72b0")
@@ -673,8 +680,10 @@ def _table(rows: list[Row], cards: list[Card]) -> str:
     for card in cards:
         row = card.row
         cells = [f"<td data-v='{card.index}'>{card.index + 1}</td>",
-                 f"<td><a href='#img-{card.index}'>{_e(_name(row))}</a></td>",
-                 f"<td class='{_e(str(row.get('status')))}'>{_e(str(row.get('status')))}</td>"]
+                 f"<td data-v='{_e(_name(row))}'><a href='#img-{card.index}'>{_e(_name(row))}"
+                 "</a></td>",
+                 f"<td data-v='{_e(str(row.get('status')))}' class='{_e(str(row.get('status')))}'>"
+                 f"{_e(str(row.get('status')))}</td>"]
         pixels = (row.get("width") or 0) * (row.get("height") or 0)
         cells.append(f"<td data-v='{pixels}'>{row.get('width', '')}\u00d7{row.get('height', '')}"
                      "</td>" if pixels else "<td data-v=''></td>")
@@ -716,7 +725,10 @@ def _card_html(card: Card) -> str:
     out.append("<div class='panels'>")
     for panel in card.panels:
         if panel.thumb:
-            image = f"<img src='{_e(panel.thumb)}' alt='{_e(panel.label)}'{lazy}>"
+            width, height = (side * panel.zoom for side in panel.size)
+            sharp = " class='px'" if panel.zoom > 1 else ""
+            image = (f"<img src='{_e(panel.thumb)}' alt='{_e(panel.label)}' width='{width}' "
+                     f"height='{height}'{sharp}{lazy}>")
             if panel.link:
                 image = f"<a href='{_e(panel.link)}'>{image}</a>"
         else:
@@ -880,9 +892,9 @@ table.sortable td:nth-child(2),table.sortable td:last-child{text-align:left}
 [hidden]{display:none!important}
 .panels{display:flex;flex-wrap:wrap;gap:8px}
 figure{margin:0;width:168px;text-align:center}
-figure img{max-width:160px;max-height:160px;image-rendering:auto;border:1px solid #ccc;
+figure img{max-width:160px;max-height:160px;border:1px solid #ccc;
 background:repeating-conic-gradient(#ddd 0 25%,#fff 0 50%) 0 0/12px 12px}
-figcaption{font-size:12px}figcaption span{color:#666}
+img.px{image-rendering:pixelated}figcaption{font-size:12px}figcaption span{color:#666}
 .missing{width:160px;height:100px;display:flex;align-items:center;justify-content:center;
 background:#f3e6e6;color:#933;font-size:11px;overflow:hidden;padding:4px;box-sizing:border-box}
 .card .facts{display:flex;flex-wrap:wrap;gap:18px;margin-top:6px;font-size:12px}
@@ -938,17 +950,23 @@ function fromHash(){var id=location.hash.slice(1);var el=id&&document.getElement
  if(el&&el.classList.contains('card')){show(Math.floor(cards.indexOf(el)/PAGE));
   el.scrollIntoView();}}
 show(0);fromHash();window.addEventListener('hashchange',fromHash);
-// #selfcheck (used by the tests): every picture loads before the load event, which then
-// records how many did not decode. Synchronous, so a DOM dump right after load sees it.
-var selfcheck=location.hash==='#selfcheck';
+// #selfcheck[=column] (used by the tests): every picture loads before the load event, which
+// then sorts by the column if one is named and records what rendered. Synchronous, so a DOM
+// dump right after load sees it.
+var selfcheck=location.hash.indexOf('#selfcheck')===0;
 if(selfcheck)Array.prototype.forEach.call(document.images,function(img){img.loading='eager';});
 window.addEventListener('load',function(){
  if(!selfcheck)return;
+ var column=decodeURIComponent(location.hash.slice('#selfcheck='.length));
+ document.querySelectorAll('table.sortable th').forEach(function(th){
+  if(column&&th.textContent===column)th.click();});
  var images=Array.prototype.slice.call(document.images),broken=[];
  images.forEach(function(img){if(!(img.complete&&img.naturalWidth>0))
   broken.push(img.getAttribute('src'));});
+ var visible=cards.filter(function(card){return !card.hidden;}).length;
  document.documentElement.setAttribute('data-selfcheck',JSON.stringify({cards:cards.length,
-  images:images.length,broken:broken.length,brokenSources:broken.slice(0,10),pages:pages}));
+  visible:visible,images:images.length,broken:broken.length,brokenSources:broken.slice(0,10),
+  pages:pages}));
 });
 })();
 """.replace("PAGE_SIZE", str(PAGE_SIZE))

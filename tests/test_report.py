@@ -1,0 +1,219 @@
+"""report.html: what it shows, that it stays offline and relative, and how it is rebuilt."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from gpupix import report
+from gpupix.cli import app
+from gpupix.config import load_config
+from gpupix.pipeline import run_job
+from tests.conftest import gradient_image
+
+runner = CliRunner()
+ATTRIBUTE = re.compile(r"""(?:src|href)\s*=\s*['"]([^'"]*)['"]""")
+
+
+def make_run(tmp_path: Path, *, images: int = 3, broken: bool = True, size: int = 200,
+             **settings) -> Path:
+    source = tmp_path / "images"
+    source.mkdir()
+    for i in range(images):
+        Image.fromarray(gradient_image(size + 10 * i, size, seed=i)).save(source / f"img{i}.png")
+    if broken:
+        (source / "broken.png").write_bytes(b"not an image")
+    config = {"job": "quantize", "input": {"paths": ["images"]}, "output": {"dir": "out"},
+              "backend": "cpu", "quantize": {"k": 8}, **settings}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def finished(tmp_path) -> Path:
+    run_job(load_config(make_run(tmp_path)))
+    return tmp_path / "out"
+
+
+def cards(page: str) -> list[str]:
+    return re.findall(r"<article class='card[^']*' id='img-(\d+)'", page)
+
+
+def test_a_run_writes_a_report_with_a_card_per_image(finished):
+    page = (finished / "report.html").read_text()
+    assert len(cards(page)) == 4  # three images and the broken one
+    assert "not a readable image" in page  # the failure and its reason, in the header
+    assert "<table class='sortable'>" in page and "data-type='num'>psnr</th>" in page
+    assert "quantize:\n  k: 8" in page  # the config as YAML
+    assert "cpu on cpu" in page and "images/s" in page
+    assert (finished / "report" / "plots" / "distributions.png").is_file()
+    assert page.count("alt='original'") == 3 and page.count("alt='quantized'") == 3
+    assert "broken.png: not a readable image" in page.split("id='img-0'")[1]
+    assert page.count("colour scatter<br>") == 3
+
+
+def test_links_are_relative_and_resolve_and_nothing_is_fetched(finished):
+    page = (finished / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page and "url(" not in page
+    links = ATTRIBUTE.findall(page)
+    assert links
+    for link in links:
+        assert not link.startswith(("/", "file:", "data:")) and ":" not in link.split("/")[0]
+        if link.startswith("#"):
+            assert f"id='{link[1:]}'" in page
+        elif "broken" not in link:  # the failed input's link still points at it
+            assert (finished / link).exists(), link
+    assert "<link" not in page and "<script src" not in page
+
+
+def test_thumbnails_are_small_never_full_size_copies(finished):
+    thumbs = list((finished / "report" / "thumbs").iterdir())
+    assert thumbs
+    for thumb in thumbs:
+        with Image.open(thumb) as image:
+            assert max(image.size) <= report.THUMB_SIZE, thumb.name
+
+
+def test_palette_swatches_are_the_output_palette_with_its_shares(finished):
+    page = (finished / "report.html").read_text()
+    card = page.split("id='img-1'")[1].split("</article>")[0]
+    shown = dict(re.findall(r"<li><i style='background:(#[0-9a-f]{6})'></i>#[0-9a-f]{6} "
+                            r"([0-9.]+)%</li>", card))
+    row = json.loads((finished / "metrics.jsonl").read_text().splitlines()[1])
+    with Image.open(row["output"]) as image:
+        colours = image.convert("RGB").getcolors()
+    total = sum(count for count, _ in colours)
+    expected = {"#{:02x}{:02x}{:02x}".format(*rgb): 100 * count / total for count, rgb in colours}
+    assert set(shown) == set(expected)
+    for code, share in shown.items():
+        assert abs(float(share) - expected[code]) < 0.06
+
+
+def test_report_false_writes_none(tmp_path):
+    result = run_job(load_config(make_run(tmp_path, broken=False, report=False)))
+    assert result.report is None
+    assert not (tmp_path / "out" / "report.html").exists()
+    assert not (tmp_path / "out" / "report").exists()
+
+
+def test_gpupix_report_rebuilds_from_the_files_of_a_run(finished):
+    first = (finished / "report.html").read_text()
+    (finished / "report.html").unlink()
+    (finished / "report" / "keep.txt").write_text("not the report's")
+    for thumb in (finished / "report" / "thumbs").iterdir():
+        thumb.unlink()
+    result = runner.invoke(app, ["report", str(finished)])
+    assert result.exit_code == 0, result.output
+    again = (finished / "report.html").read_text()
+    assert cards(again) == cards(first)
+    assert (finished / "report" / "keep.txt").exists()  # only thumbs/ and plots/ are replaced
+    for link in ATTRIBUTE.findall(again):
+        if link.startswith("report/"):
+            assert (finished / link).is_file()
+
+
+def test_gpupix_report_of_an_unfinished_run_says_so(finished):
+    (finished / "summary.json").unlink()
+    assert runner.invoke(app, ["report", str(finished)]).exit_code == 0
+    page = (finished / "report.html").read_text()
+    assert "summary.json was not found" in page and len(cards(page)) == 4
+
+
+def test_gpupix_report_of_a_folder_without_a_run_exits_2(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "metrics.jsonl" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_without_matplotlib_the_report_says_so(tmp_path, monkeypatch):
+    for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    run_job(load_config(make_run(tmp_path, broken=False)))
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "matplotlib is not installed" in page
+    assert not list((tmp_path / "out" / "report" / "plots").iterdir())
+    assert len(cards(page)) == 3 and "alt='quantized'" in page
+
+
+def test_past_a_page_images_load_lazily(tmp_path):
+    rows = [{"input": str(tmp_path / f"missing{i}.png"), "output": str(tmp_path / f"o{i}.png"),
+             "status": "failed", "error": f"missing{i}.png: gone"}
+            for i in range(report.PAGE_SIZE + 5)]
+    source = tmp_path / "missing60.png"
+    Image.fromarray(gradient_image(20, 20)).save(source)
+    rows.append({"input": str(source), "output": str(tmp_path / "o60.png"), "status": "failed",
+                 "error": "x"})
+    page = report.write_report(tmp_path, rows, None).read_text()
+    assert len(cards(page)) == report.PAGE_SIZE + 6
+    last = page.split(f"id='img-{report.PAGE_SIZE + 5}'")[1].split("</article>")[0]
+    assert "loading='lazy'" in last
+    first = page.split("id='img-0'")[1].split("</article>")[0]
+    assert "missing0.png: gone" in first and "<img" not in first  # nothing to show, no img
+
+
+def test_generic_cards_from_row_fields(tmp_path):
+    """An inpaint-like row: damaged input, mask, reference, K curve; no quantize code runs."""
+    clean = gradient_image(40, 60)
+    mask = np.zeros((40, 60), np.uint8)
+    mask[:, :30] = 255  # left half missing
+    damaged = clean.copy()
+    damaged[mask > 0] = 0
+    repaired = clean.copy()
+    repaired[:, :30] = np.clip(repaired[:, :30].astype(int) + 40, 0, 255)
+    for name, pixels in (("clean", clean), ("mask", mask), ("damaged", damaged),
+                         ("repaired", repaired)):
+        Image.fromarray(pixels).save(tmp_path / f"{name}.png")
+    row = {"input": str(tmp_path / "damaged.png"), "output": "repaired.png", "status": "ok",
+           "error": None, "width": 60, "height": 40, "reference": "clean.png",
+           "mask": "mask.png", "psnr": 20.5, "mask_source": "file",
+           "k_curve": {"k": [1, 2, 3, 4], "error": [9.0, 7.0, 6.5, 6.8]}, "k": 3}
+    summary = {"job": "inpaint", "config": {"inpaint": {"key_color": "#00ff00"}}}
+    page = report.write_report(tmp_path, [row], summary).read_text()
+    for label in ("damaged (missing in the key colour)", "repaired", "clean original",
+                  "mask (white = missing)", "difference from clean original", "K search"):
+        assert f"alt='{label}'" in page or f"{label}</figcaption>" in page, label
+    assert "mask_source</dt><dd>file" in page and "psnr</dt><dd>20.5" in page
+    assert (tmp_path / "report" / "thumbs" / "00000-curve.png").is_file()
+    with Image.open(tmp_path / "report" / "thumbs" / "00000-in.jpg") as thumb:
+        shown = np.asarray(thumb.convert("RGB")).astype(int)
+    assert np.abs(shown[5:-5, 3:25] - (0, 255, 0)).max() < 40  # missing: the key colour
+    assert np.abs(shown[5:-5, 35:] - clean[5:-5, 35:]).max() < 40
+    with Image.open(tmp_path / "report" / "thumbs" / "00000-diff.jpg") as heat:
+        heat = np.asarray(heat.convert("RGB")).astype(int)
+    assert heat[:, :28].mean() > 3 * heat[:, 32:].mean()  # the error is where the damage was
+
+
+def test_heat_map_levels_are_the_rgb_distance():
+    a = np.zeros((2, 2, 3), np.uint8)
+    b = a.copy()
+    b[0, 0] = (3, 4, 0)      # distance 5
+    b[1, 1] = (200, 0, 0)    # beyond the scale: saturates
+    heat = report._heat_map(b, a)
+    level = int(5 * 255 / report.ERROR_SCALE)
+    assert (heat[0, 0] == report._HEAT_LUT[level]).all()
+    assert (heat[0, 1] == report._HEAT_LUT[0]).all()
+    assert (heat[1, 1] == report._HEAT_LUT[255]).all()
+
+
+def test_scatter_dots_take_their_palette_colours(tmp_path):
+    palette = np.array([[200, 30, 30], [30, 160, 40], [40, 60, 210]], np.uint8)
+    labels = np.random.default_rng(0).integers(0, 3, (30, 30))
+    source = np.clip(palette[labels].astype(int) + 8, 0, 255).astype(np.uint8)
+    limit = report._scatter(source, labels.astype(np.uint8), palette, None,
+                            tmp_path / "ab.png", seed=0)
+    assert 16 <= limit <= 128
+    with Image.open(tmp_path / "ab.png") as image:
+        canvas = np.asarray(image)
+    colours = {tuple(c) for c in canvas.reshape(-1, 3)}
+    background = {(250, 250, 250), (200, 200, 200), (30, 30, 30)}
+    assert colours - background == {tuple(int(v) for v in c) for c in palette}
