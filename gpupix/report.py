@@ -50,7 +50,7 @@ import yaml
 from PIL import Image
 
 from gpupix.errors import ConfigError, GpupixError, ImageError
-from gpupix.io import decode, write_atomic
+from gpupix.io import IMAGE_SUFFIXES, decode, write_atomic
 
 Row = dict[str, Any]
 
@@ -112,6 +112,7 @@ class Card:
     scatter_limit: float = 0.0
     curve: str | None = None
     problems: list[str] = field(default_factory=list)
+    files: list[tuple[str, str | None]] = field(default_factory=list)  # outputs not pictures
 
 
 # ---------------------------------------------------------------------------- entry points
@@ -212,7 +213,15 @@ def _build_card(index: int, row: Row, *, job: str, output_dir: Path,
         mask_image = _read(_locate(row["mask"], output_dir), card)
         if mask_image is not None:
             mask = mask_image[..., :3].max(axis=2) > 127
-    input_label = INPUT_LABEL.get(job, "input")
+    named = {_locate(row.get(f), output_dir) for f in PATH_FIELDS} - {None}
+    extras = [] if output_path is None else [
+        (path, _extra_label(path, output_path)) for path in
+        (_locate(p, output_dir) for p in row.get("outputs", [])[1:]) if path not in named]
+    # an input written out again damaged or noisy beside the result is the clean original
+    input_is_clean = job != "corrupt" and (
+        any(label in ("noisy", "damaged") for _, label in extras)
+        or any(row.get(f) for f in ("noisy", "damaged")))
+    input_label = "clean original" if input_is_clean else INPUT_LABEL.get(job, "input")
     shown_source = source
     if source is not None and mask is not None and job == "inpaint":
         if mask.shape == source.shape[:2]:  # missing pixels in the key colour, whatever the mask
@@ -232,6 +241,9 @@ def _build_card(index: int, row: Row, *, job: str, output_dir: Path,
                                       output_dir, error=card.problems[-1:]))
 
     output = indices = palette = alpha = None
+    if output_path is not None and output_path.suffix.lower() not in IMAGE_SUFFIXES:
+        card.files.append((output_path.name, _href(output_path, output_dir)))
+        output_path = None  # not a picture (a model file): linked, not shown
     if output_path is not None:
         output, indices, palette, alpha = _read_output(output_path, card)
         card.panels.append(_panel(OUTPUT_LABEL.get(job, "output"), output, output_path,
@@ -246,16 +258,22 @@ def _build_card(index: int, row: Row, *, job: str, output_dir: Path,
     if mask is not None:
         card.panels.append(_panel(PATH_LABEL["mask"], mask.astype(np.uint8) * 255,
                                   _locate(row["mask"], output_dir), f"{stem}-mask", output_dir))
-    for number, extra in enumerate(row.get("outputs", [])[1:], start=1):
-        path = _locate(extra, output_dir)
-        if path is None or any(path == p for p in (_locate(row.get(f), output_dir)
-                                                   for f in PATH_FIELDS)):
+    for number, (path, label) in enumerate(extras, start=1):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            card.files.append((path.name, _href(path, output_dir)))
             continue
-        card.panels.append(_panel(_extra_label(path, output_path), _read(path, card), path,
-                                  f"{stem}-x{number}", output_dir, error=card.problems[-1:]))
+        card.panels.append(_panel(label, _read(path, card), path, f"{stem}-x{number}",
+                                  output_dir, error=card.problems[-1:]))
 
-    against, against_name = (reference, "clean original") if reference is not None else (
-        (source, input_label.split(" ")[0]) if job in DIFF_AGAINST_INPUT else (None, ""))
+    if input_is_clean:  # seed order: noisy (or damaged) | result | clean
+        first = [p for p in card.panels[1:] if p.label in ("noisy", "damaged")]
+        card.panels = first + [p for p in card.panels[1:] if p not in first] + card.panels[:1]
+    if reference is not None:
+        against, against_name = reference, "clean original"
+    elif input_is_clean or job in DIFF_AGAINST_INPUT:
+        against, against_name = source, input_label.split(" (")[0]
+    else:
+        against, against_name = None, ""
     if output is not None and against is not None:
         if output.shape[:2] == against.shape[:2]:
             heat = _heat_map(output, against)
@@ -699,10 +717,14 @@ def _table(rows: list[Row], cards: list[Card]) -> str:
 
 
 def _cards_section(cards: list[Card], plot_note: str | None) -> str:
-    legend = (f"<p class='hint'>Difference maps: <span class='scale'></span> RGB distance "
-              f"0 \u2192 {ERROR_SCALE:g} or more. Colour scatters: a* (right: red, left: "
-              "green) against b* (up: yellow, down: blue) of a pixel sample, each dot in the "
-              "colour of its palette entry, entries outlined.")
+    legend = "<p class='hint'>"
+    if any(p.label.startswith("difference") for card in cards for p in card.panels):
+        legend += (f"Difference maps: <span class='scale'></span> RGB distance 0 \u2192 "
+                   f"{ERROR_SCALE:g} or more. ")
+    if any(card.scatter for card in cards):
+        legend += ("Colour scatters: a* (right: red, left: green) against b* (up: yellow, "
+                   "down: blue) of a pixel sample, each dot in the colour of its palette entry, "
+                   "entries outlined.")
     if len(cards) > PAGE_SIZE:
         legend += f" {PAGE_SIZE} images a page."
     legend += "</p>"
@@ -747,6 +769,9 @@ def _card_html(card: Card) -> str:
     if card.palette:
         out.append(_palette_html(card, lazy))
     out.append(_metrics_html(row))
+    if card.files:
+        out.append("<p>" + " ".join(f"<a href='{_e(link)}'>{_e(name)}</a>" if link else _e(name)
+                                    for name, link in card.files) + "</p>")
     if not card.curve:
         out.append(_curve_values_html(row))
     shown = {panel.problem for panel in card.panels}

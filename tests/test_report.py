@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -38,9 +39,17 @@ def make_run(tmp_path: Path, *, images: int = 3, broken: bool = True, size: int 
     return path
 
 
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """One run shared by the tests that only read it (others copy it first)."""
+    root = tmp_path_factory.mktemp("finished")
+    run_job(load_config(make_run(root)))
+    return root / "out"
+
+
 @pytest.fixture
-def finished(tmp_path) -> Path:
-    run_job(load_config(make_run(tmp_path)))
+def finished_copy(finished, tmp_path) -> Path:
+    shutil.copytree(finished, tmp_path / "out")
     return tmp_path / "out"
 
 
@@ -99,13 +108,14 @@ def test_palette_swatches_are_the_output_palette_with_its_shares(finished):
 
 
 def test_report_false_writes_none(tmp_path):
-    result = run_job(load_config(make_run(tmp_path, broken=False, report=False)))
+    result = run_job(load_config(make_run(tmp_path, broken=False, size=48, report=False)))
     assert result.report is None
     assert not (tmp_path / "out" / "report.html").exists()
     assert not (tmp_path / "out" / "report").exists()
 
 
-def test_gpupix_report_rebuilds_from_the_files_of_a_run(finished):
+def test_gpupix_report_rebuilds_from_the_files_of_a_run(finished_copy):
+    finished = finished_copy
     first = (finished / "report.html").read_text()
     (finished / "report.html").unlink()
     (finished / "report" / "keep.txt").write_text("not the report's")
@@ -121,7 +131,8 @@ def test_gpupix_report_rebuilds_from_the_files_of_a_run(finished):
             assert (finished / link).is_file()
 
 
-def test_gpupix_report_of_an_unfinished_run_says_so(finished):
+def test_gpupix_report_of_an_unfinished_run_says_so(finished_copy):
+    finished = finished_copy
     (finished / "summary.json").unlink()
     assert runner.invoke(app, ["report", str(finished)]).exit_code == 0
     page = (finished / "report.html").read_text()
@@ -138,7 +149,7 @@ def test_without_matplotlib_the_report_says_so(tmp_path, monkeypatch):
     for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    run_job(load_config(make_run(tmp_path, broken=False)))
+    run_job(load_config(make_run(tmp_path, broken=False, size=48)))
     page = (tmp_path / "out" / "report.html").read_text()
     assert "matplotlib is not installed" in page
     assert not list((tmp_path / "out" / "report" / "plots").iterdir())
@@ -217,3 +228,27 @@ def test_scatter_dots_take_their_palette_colours(tmp_path):
     colours = {tuple(c) for c in canvas.reshape(-1, 3)}
     background = {(250, 250, 250), (200, 200, 200), (30, 30, 30)}
     assert colours - background == {tuple(int(v) for v in c) for c in palette}
+
+
+def test_a_clean_input_written_out_noisy_is_shown_as_the_clean_original(tmp_path):
+    """A denoise row with ``noise``: input clean, outputs [denoised, NAME.noisy.png]."""
+    clean = gradient_image(30, 30)
+    noisy = np.clip(clean.astype(int) + 30, 0, 255).astype(np.uint8)
+    Image.fromarray(clean).save(tmp_path / "a.png")
+    (tmp_path / "out").mkdir()
+    Image.fromarray(clean).save(tmp_path / "out" / "a.png")
+    Image.fromarray(noisy).save(tmp_path / "out" / "a.noisy.png")
+    Path(tmp_path / "out" / "model.npz").write_bytes(b"npz")
+    rows = [{"input": str(tmp_path / "a.png"), "output": str(tmp_path / "out" / "a.png"),
+             "status": "ok", "outputs": [str(tmp_path / "out" / "a.png"),
+                                         str(tmp_path / "out" / "a.noisy.png")]},
+            {"input": str(tmp_path / "a.png"), "output": "model.npz", "status": "ok"}]
+    page = report.write_report(tmp_path / "out", rows, {"job": "denoise"}).read_text()
+    first = page.split("id='img-0'")[1].split("</article>")[0]
+    labels = re.findall(r"<figcaption>([^<]*)<br>", first)
+    assert labels == ["noisy", "denoised", "clean original", "difference from clean original"]
+    with Image.open(tmp_path / "out" / "report" / "thumbs" / "00000-diff.jpg") as heat:
+        assert np.asarray(heat).max() < 20  # the output is the clean image: no difference
+    second = page.split("id='img-1'")[1].split("</article>")[0]
+    assert "<a href='model.npz'>model.npz</a>" in second  # a model file: linked, not shown
+    assert "alt='denoised'" not in second and "cannot read" not in second
