@@ -36,7 +36,6 @@ import html
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -138,7 +137,6 @@ def write_report(output_dir: str | Path, rows: list[Row], summary: dict[str, Any
     output_dir = Path(output_dir)
     assets = output_dir / REPORT_DIR
     for sub in ("thumbs", "plots"):  # only what a report writes: never the run's outputs
-        shutil.rmtree(assets / sub, ignore_errors=True)
         (assets / sub).mkdir(parents=True, exist_ok=True)
     job = (summary or {}).get("job") or _guess_job(rows)
     config = (summary or {}).get("config") or {}
@@ -160,12 +158,27 @@ def write_report(output_dir: str | Path, rows: list[Row], summary: dict[str, Any
     else:
         distributions = _distribution_plot(rows, assets / "plots" / "distributions.png")
         _draw_curves(cards, output_dir)
+    _remove_stale(assets, cards, distributions)
     page = _render_page(job=job, rows=rows, summary=summary, cards=cards,
                         distributions=distributions, plot_note=plot_note,
                         report_seconds=time.perf_counter() - started)
     target = output_dir / REPORT_FILE
     write_atomic(target, page.encode("utf-8"))
     return target
+
+
+def _remove_stale(assets: Path, cards: list[Card], distributions: str | None) -> None:
+    """Delete the pictures of an earlier report that this one does not use.
+
+    Files are overwritten in place rather than the folders emptied first: on a rebuild that
+    is several times cheaper than unlinking and creating thousands of small files.
+    """
+    used = {distributions} | {panel.thumb for card in cards for panel in card.panels} | {
+        card.scatter for card in cards} | {card.curve for card in cards}
+    for sub in ("thumbs", "plots"):
+        for path in (assets / sub).iterdir():
+            if f"{REPORT_DIR}/{sub}/{path.name}" not in used and path.is_file():
+                path.unlink()
 
 
 def rebuild_report(output_dir: str | Path) -> Path:
@@ -284,7 +297,7 @@ def _build_card(index: int, row: Row, *, job: str, output_dir: Path,
             card.problems.append(f"no difference map: output is {_size(output)}, "
                                  f"{against_name} is {_size(against)}")
 
-    _palette(card, row, indices, palette, alpha, output_dir, stem)
+    _palette(card, row, indices, palette, alpha)
     if indices is not None and palette is not None and source is not None \
             and source.shape[:2] == indices.shape:
         card.scatter_limit = _scatter(source, indices, palette, alpha,
@@ -385,7 +398,7 @@ def _heat_map(output: np.ndarray, against: np.ndarray) -> np.ndarray:
 
 
 def _palette(card: Card, row: Row, indices: np.ndarray | None, palette: np.ndarray | None,
-             alpha: np.ndarray | None, output_dir: Path, stem: str) -> None:
+             alpha: np.ndarray | None) -> None:
     """Swatches with hex codes and pixel shares, and a bar of every entry sized by its share."""
     entries: list[tuple[str, float]] = []
     if isinstance(row.get("palette"), list) and row["palette"]:
@@ -410,14 +423,14 @@ def _palette(card: Card, row: Row, indices: np.ndarray | None, palette: np.ndarr
         return
     entries.sort(key=lambda e: -e[1])
     card.palette = entries
-    bar = np.zeros((12, THUMB_SIZE, 3), np.uint8)
-    edges = np.rint(np.cumsum([0.0] + [s for _, s in entries]) /
-                    max(sum(s for _, s in entries), 1e-12) * THUMB_SIZE).astype(int)
-    for (code, _), left, right in zip(entries, edges[:-1], edges[1:], strict=True):
-        bar[:, left:right] = _hex_to_rgb(code)
-    name = f"{stem}-palette.png"
-    Image.fromarray(bar).save(output_dir / REPORT_DIR / name, format="PNG", compress_level=1)
-    card.palette_bar = f"{REPORT_DIR}/{name}"
+    # the bar is a CSS gradient with hard stops: no picture to write, exact colours
+    total = max(sum(share for _, share in entries), 1e-12)
+    stops, left = [], 0.0
+    for code, share in entries:
+        right = left + 100.0 * share / total
+        stops.append(f"{code} {left:.2f}% {right:.2f}%")
+        left = right
+    card.palette_bar = f"linear-gradient(90deg,{','.join(stops)})"
 
 
 def _scatter(source: np.ndarray, indices: np.ndarray, palette: np.ndarray,
@@ -767,7 +780,7 @@ def _card_html(card: Card) -> str:
                    "</figure>")
     out.append("</div><div class='facts'>")
     if card.palette:
-        out.append(_palette_html(card, lazy))
+        out.append(_palette_html(card))
     out.append(_metrics_html(row))
     if card.files:
         out.append("<p>" + " ".join(f"<a href='{_e(link)}'>{_e(name)}</a>" if link else _e(name)
@@ -781,10 +794,11 @@ def _card_html(card: Card) -> str:
     return "".join(out)
 
 
-def _palette_html(card: Card, lazy: str) -> str:
+def _palette_html(card: Card) -> str:
     out = [f"<div class='palette'><b>palette</b> ({len(card.palette)} colours)"]
     if card.palette_bar:
-        out.append(f"<img class='bar' src='{_e(card.palette_bar)}' alt='palette shares'{lazy}>")
+        out.append(f"<div class='bar' title='every entry, sized by its share' "
+                   f"style='background:{_e(card.palette_bar)}'></div>")
     out.append("<ul>")
     for code, share in card.palette[:SWATCH_LIMIT]:
         out.append(f"<li><i style='background:{_e(code)}'></i>{_e(code)} {share:.1%}</li>")
@@ -926,7 +940,7 @@ background:#f3e6e6;color:#933;font-size:11px;overflow:hidden;padding:4px;box-siz
 .palette ul{list-style:none;padding:0;margin:4px 0;columns:2;column-gap:12px}
 .palette li{white-space:nowrap;font-family:ui-monospace,monospace}
 .palette i{display:inline-block;width:12px;height:12px;border:1px solid #888;margin-right:4px;
-vertical-align:middle}.palette img.bar{display:block;border:1px solid #888;margin-top:3px}
+vertical-align:middle}.palette .bar{width:160px;height:12px;border:1px solid #888;margin-top:3px}
 dl{display:grid;grid-template-columns:auto auto;gap:1px 10px;margin:0}dt{color:#555}dd{margin:0}
 .pager button{margin:2px;padding:2px 8px}.pager button[disabled]{font-weight:700}
 .scale{display:inline-block;width:120px;height:10px;vertical-align:middle;

@@ -119,13 +119,16 @@ def test_gpupix_report_rebuilds_from_the_files_of_a_run(finished_copy):
     first = (finished / "report.html").read_text()
     (finished / "report.html").unlink()
     (finished / "report" / "keep.txt").write_text("not the report's")
-    for thumb in (finished / "report" / "thumbs").iterdir():
+    for thumb in list((finished / "report" / "thumbs").iterdir())[::2]:
         thumb.unlink()
+    stale = finished / "report" / "thumbs" / "99999-in.jpg"  # from an earlier, larger run
+    stale.write_bytes(b"old")
     result = runner.invoke(app, ["report", str(finished)])
     assert result.exit_code == 0, result.output
     again = (finished / "report.html").read_text()
     assert cards(again) == cards(first)
     assert (finished / "report" / "keep.txt").exists()  # only thumbs/ and plots/ are replaced
+    assert not stale.exists()
     for link in ATTRIBUTE.findall(again):
         if link.startswith("report/"):
             assert (finished / link).is_file()
