@@ -255,3 +255,18 @@ def test_a_clean_input_written_out_noisy_is_shown_as_the_clean_original(tmp_path
     second = page.split("id='img-1'")[1].split("</article>")[0]
     assert "<a href='model.npz'>model.npz</a>" in second  # a model file: linked, not shown
     assert "alt='denoised'" not in second and "cannot read" not in second
+
+
+def test_curves_beyond_the_limit_or_without_matplotlib_are_listed(tmp_path, monkeypatch):
+    Image.fromarray(gradient_image(20, 20)).save(tmp_path / "a.png")
+    sweep = {"k": [2, 4, 8], "inertia": [90.0, 40.0, 15.0], "psnr": [22.0, 27.5, 31.25]}
+    rows = [{"input": str(tmp_path / "a.png"), "output": str(tmp_path / "a.png"),
+             "status": "ok", "sweep": sweep} for _ in range(3)]
+    monkeypatch.setattr(report, "CURVE_LIMIT", 2)
+    page = report.write_report(tmp_path, rows, {"job": "quantize"}).read_text()
+    assert page.count("alt='curve'") == 2 and page.count("k sweep values") == 1
+    assert "<td>31.25</td>" in page.split("id='img-2'")[1]
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    page = report.write_report(tmp_path, rows, {"job": "quantize"}).read_text()
+    assert "alt='curve'" not in page and page.count("k sweep values") == 3
+    assert "matplotlib is not installed" in page
