@@ -332,12 +332,14 @@ def _read_output(path: Path, card: Card
     """The output's pixels, and for a palette PNG its indices, palette and per-entry alpha."""
     try:
         with Image.open(path) as image:
-            image.load()
-            if image.mode != "P":
-                return decode(path).pixels, None, None, None
-            indices = np.asarray(image)
-            raw = image.getpalette() or []
-            transparency = image.info.get("transparency")
+            palette_png = image.mode == "P"
+            if palette_png:
+                image.load()
+                indices = np.asarray(image)
+                raw = image.getpalette() or []
+                transparency = image.info.get("transparency")
+        if not palette_png:  # any other picture: the engine's own decoder (modes, EXIF)
+            return decode(path).pixels, None, None, None
     except (OSError, ValueError, ImageError) as exc:
         card.problems.append(f"{path}: cannot read the output ({exc})")
         return None, None, None, None
