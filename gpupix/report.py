@@ -95,8 +95,11 @@ class Panel:
     link: str | None = None
     caption: str = ""
     problem: str | None = None
-    size: tuple[int, int] = (0, 0)
-    zoom: int = 1
+    size: tuple[int, int] = (0, 0)   # of the thumbnail
+    zoom: int = 1                     # shown enlarged by this whole factor
+    offset: int = 0                   # where the thumbnail starts in its card's sprite
+    sprite: tuple[int, int] = (0, 0)  # the sprite's size
+    image: Image.Image | None = None  # until the sprite is written
 
 
 @dataclass
@@ -107,8 +110,6 @@ class Card:
     palette: list[tuple[str, float]] = field(default_factory=list)
     palette_note: str = ""
     palette_bar: str | None = None
-    scatter: str | None = None
-    scatter_limit: float = 0.0
     curve: str | None = None
     problems: list[str] = field(default_factory=list)
     files: list[tuple[str, str | None]] = field(default_factory=list)  # outputs not pictures
@@ -174,7 +175,7 @@ def _remove_stale(assets: Path, cards: list[Card], distributions: str | None) ->
     is several times cheaper than unlinking and creating thousands of small files.
     """
     used = {distributions} | {panel.thumb for card in cards for panel in card.panels} | {
-        card.scatter for card in cards} | {card.curve for card in cards}
+        card.curve for card in cards}
     for sub in ("thumbs", "plots"):
         for path in (assets / sub).iterdir():
             if f"{REPORT_DIR}/{sub}/{path.name}" not in used and path.is_file():
@@ -243,15 +244,15 @@ def _build_card(index: int, row: Row, *, job: str, output_dir: Path,
             input_label += " (missing in the key colour)"
         else:
             card.problems.append(f"mask is {_size(mask)}, image is {_size(source)}")
-    card.panels.append(_panel(input_label, shown_source, input_path, f"{stem}-in", output_dir,
+    card.panels.append(_panel(input_label, shown_source, input_path, output_dir,
                               error=None if source is not None else card.problems[-1:]))
 
     for name in ("damaged", "noisy"):
         path = _locate(row.get(name), output_dir)
         if path is not None and path != input_path:
             pixels = _read(path, card)
-            card.panels.append(_panel(PATH_LABEL[name], pixels, path, f"{stem}-{name}",
-                                      output_dir, error=card.problems[-1:]))
+            card.panels.append(_panel(PATH_LABEL[name], pixels, path, output_dir,
+                                      error=card.problems[-1:]))
 
     output = indices = palette = alpha = None
     if output_path is not None and output_path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -260,23 +261,23 @@ def _build_card(index: int, row: Row, *, job: str, output_dir: Path,
     if output_path is not None:
         output, indices, palette, alpha = _read_output(output_path, card)
         card.panels.append(_panel(OUTPUT_LABEL.get(job, "output"), output, output_path,
-                                  f"{stem}-out", output_dir, error=card.problems[-1:]))
+                                  output_dir, error=card.problems[-1:]))
 
     reference = None
     reference_path = _locate(row.get("reference"), output_dir)
     if reference_path is not None:
         reference = _read(reference_path, card)
         card.panels.append(_panel(PATH_LABEL["reference"], reference, reference_path,
-                                  f"{stem}-ref", output_dir, error=card.problems[-1:]))
+                                  output_dir, error=card.problems[-1:]))
     if mask is not None:
         card.panels.append(_panel(PATH_LABEL["mask"], mask.astype(np.uint8) * 255,
-                                  _locate(row["mask"], output_dir), f"{stem}-mask", output_dir))
-    for number, (path, label) in enumerate(extras, start=1):
+                                  _locate(row["mask"], output_dir), output_dir))
+    for path, label in extras:
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             card.files.append((path.name, _href(path, output_dir)))
             continue
-        card.panels.append(_panel(label, _read(path, card), path, f"{stem}-x{number}",
-                                  output_dir, error=card.problems[-1:]))
+        card.panels.append(_panel(label, _read(path, card), path, output_dir,
+                                  error=card.problems[-1:]))
 
     if input_is_clean:  # seed order: noisy (or damaged) | result | clean
         first = [p for p in card.panels[1:] if p.label in ("noisy", "damaged")]
@@ -291,8 +292,7 @@ def _build_card(index: int, row: Row, *, job: str, output_dir: Path,
         if output.shape[:2] == against.shape[:2]:
             heat = _heat_map(output, against)
             card.panels.append(_panel(f"difference from {against_name}", heat, None,
-                                      f"{stem}-diff", output_dir,
-                                      caption=f"RGB distance, 0 to {ERROR_SCALE:g}+"))
+                                      output_dir, caption=f"RGB distance, 0 to {ERROR_SCALE:g}+"))
         else:
             card.problems.append(f"no difference map: output is {_size(output)}, "
                                  f"{against_name} is {_size(against)}")
@@ -300,9 +300,10 @@ def _build_card(index: int, row: Row, *, job: str, output_dir: Path,
     _palette(card, row, indices, palette, alpha)
     if indices is not None and palette is not None and source is not None \
             and source.shape[:2] == indices.shape:
-        card.scatter_limit = _scatter(source, indices, palette, alpha,
-                                      output_dir / REPORT_DIR / f"{stem}-ab.png", seed=index)
-        card.scatter = f"{REPORT_DIR}/{stem}-ab.png"
+        canvas, limit = _scatter(source, indices, palette, alpha, seed=index)
+        card.panels.append(_panel("colour scatter", canvas, None, output_dir,
+                                  caption=f"a* \u2192, b* \u2191, \u00b1{limit:g}"))
+    _write_sprite(card, output_dir / REPORT_DIR / f"{stem}.jpg")
     return card
 
 
@@ -357,8 +358,9 @@ def _read_output(path: Path, card: Card
     return pixels, indices, palette, alpha
 
 
-def _panel(label: str, pixels: np.ndarray | None, path: Path | None, stem: str,
-           output_dir: Path, *, error: list[str] | None = None, caption: str = "") -> Panel:
+def _panel(label: str, pixels: np.ndarray | None, path: Path | None, output_dir: Path, *,
+           error: list[str] | None = None, caption: str = "") -> Panel:
+    """A panel and its thumbnail (in memory until :func:`_write_sprite`), or why none."""
     panel = Panel(label=label, link=_href(path, output_dir) if path is not None else None)
     if pixels is None:
         panel.problem = error[0] if error else "not available"
@@ -368,16 +370,41 @@ def _panel(label: str, pixels: np.ndarray | None, path: Path | None, stem: str,
     image = Image.fromarray(pixels)
     if max(width, height) > THUMB_SIZE:
         image.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    if image.mode in ("RGBA", "L"):  # masks and transparency stay exact: PNG
-        name, options = f"{stem}.png", {"format": "PNG", "compress_level": 1}
-    else:
-        name, options = f"{stem}.jpg", {"format": "JPEG", "quality": 88}
-    image.save(output_dir / REPORT_DIR / name, **options)
-    panel.thumb = f"{REPORT_DIR}/{name}"
+    panel.image = image
+    panel.size = image.size
     # small images are shown enlarged by a whole factor, pixels kept sharp (a palette stays one)
     panel.zoom = max(1, THUMB_SIZE // max(image.size))
-    panel.size = image.size
     return panel
+
+
+def _write_sprite(card: Card, target: Path) -> None:
+    """All of a card's thumbnails side by side in one file, shown cropped by the page.
+
+    One file a card rather than one a picture: on a loaded disk, creating (or truncating)
+    a file costs more than encoding a thumbnail. JPEG at 4:4:4 keeps the scatter's dots and
+    the heat map's colours sharp; PNG when a thumbnail has transparency.
+    """
+    shown = [panel for panel in card.panels if panel.image is not None]
+    if not shown:
+        return
+    alpha = any(panel.image.mode in ("RGBA", "LA", "PA") for panel in shown)
+    mode = "RGBA" if alpha else "RGB"
+    width = sum(panel.size[0] for panel in shown)
+    height = max(panel.size[1] for panel in shown)
+    sprite = Image.new(mode, (width, height), (0, 0, 0, 0) if alpha else (255, 255, 255))
+    offset = 0
+    for panel in shown:
+        sprite.paste(panel.image.convert(mode), (offset, 0))
+        panel.offset, panel.image = offset, None
+        offset += panel.size[0]
+    if alpha:
+        target = target.with_suffix(".png")
+        sprite.save(target, format="PNG", compress_level=1)
+    else:
+        sprite.save(target, format="JPEG", quality=90, subsampling=0)
+    for panel in shown:
+        panel.thumb = f"{REPORT_DIR}/thumbs/{target.name}"
+        panel.sprite = (width, height)
 
 
 def _heat_map(output: np.ndarray, against: np.ndarray) -> np.ndarray:
@@ -436,11 +463,12 @@ def _palette(card: Card, row: Row, indices: np.ndarray | None, palette: np.ndarr
 
 
 def _scatter(source: np.ndarray, indices: np.ndarray, palette: np.ndarray,
-             alpha: np.ndarray | None, target: Path, *, seed: int) -> float:
+             alpha: np.ndarray | None, *, seed: int) -> tuple[np.ndarray, float]:
     """a*-b* (CIELAB) scatter of a pixel sample, each dot in its palette entry's colour.
 
     Rasterized with NumPy rather than matplotlib: a few hundred microseconds, so every card
-    can have one. The axes span +-limit (returned) around the neutral axis (the cross).
+    can have one. Returns the (160, 160, 3) picture and the limit: the axes span +-limit
+    around the neutral axis (the cross).
     """
     from gpupix.ops.color import rgb_to_lab
 
@@ -477,8 +505,7 @@ def _scatter(source: np.ndarray, indices: np.ndarray, palette: np.ndarray,
         py = np.clip(cy[:, None] + offsets[None, :], 0, size - 1)
         canvas[py[:, :, None], px[:, None, :]] = colours if np.ndim(colours) == 0 \
             else colours[:, :, None]
-    Image.fromarray(canvas).save(target, format="PNG", compress_level=1)
-    return limit
+    return canvas, limit
 
 
 def _extra_label(path: Path, main: Path | None) -> str:
@@ -736,7 +763,7 @@ def _cards_section(cards: list[Card], plot_note: str | None) -> str:
     if any(p.label.startswith("difference") for card in cards for p in card.panels):
         legend += (f"Difference maps: <span class='scale'></span> RGB distance 0 \u2192 "
                    f"{ERROR_SCALE:g} or more. ")
-    if any(card.scatter for card in cards):
+    if any(p.label == "colour scatter" for card in cards for p in card.panels):
         legend += ("Colour scatters: a* (right: red, left: green) against b* (up: yellow, "
                    "down: blue) of a pixel sample, each dot in the colour of its palette entry, "
                    "entries outlined.")
@@ -762,22 +789,22 @@ def _card_html(card: Card) -> str:
     out.append("<div class='panels'>")
     for panel in card.panels:
         if panel.thumb:
-            width, height = (side * panel.zoom for side in panel.size)
-            sharp = " class='px'" if panel.zoom > 1 else ""
-            image = (f"<img src='{_e(panel.thumb)}' alt='{_e(panel.label)}' width='{width}' "
-                     f"height='{height}'{sharp}{lazy}>")
+            zoom = panel.zoom
+            sharp = " class='px'" if zoom > 1 else ""
+            image = (f"<span class='crop' style='width:{panel.size[0] * zoom}px;height:"
+                     f"{panel.size[1] * zoom}px'><img src='{_e(panel.thumb)}' "
+                     f"alt='{_e(panel.label)}' width='{panel.sprite[0] * zoom}' "
+                     f"height='{panel.sprite[1] * zoom}' style='margin-left:"
+                     f"-{panel.offset * zoom}px' data-x='{panel.offset}' "
+                     f"data-w='{panel.size[0]}' data-h='{panel.size[1]}'{sharp}{lazy}></span>")
             if panel.link:
                 image = f"<a href='{_e(panel.link)}'>{image}</a>"
         else:
             image = f"<div class='missing'>{_e(panel.problem or 'not available')}</div>"
         out.append(f"<figure>{image}<figcaption>{_e(panel.label)}"
                    f"<br><span>{_e(panel.caption)}</span></figcaption></figure>")
-    if card.scatter:
-        out.append(f"<figure><img src='{_e(card.scatter)}' alt='a*-b* colour scatter'{lazy}>"
-                   f"<figcaption>colour scatter<br><span>a* \u2192, b* \u2191, "
-                   f"\u00b1{card.scatter_limit:g}</span></figcaption></figure>")
     if card.curve:
-        out.append(f"<figure><img src='{_e(card.curve)}' alt='curve'{lazy}>"
+        out.append(f"<figure><img class='curve' src='{_e(card.curve)}' alt='curve'{lazy}>"
                    f"<figcaption>{'K search' if 'k_curve' in row else 'k sweep'}</figcaption>"
                    "</figure>")
     out.append("</div><div class='facts'>")
@@ -933,8 +960,9 @@ table.sortable td:nth-child(2),table.sortable td:last-child{text-align:left}
 [hidden]{display:none!important}
 .panels{display:flex;flex-wrap:wrap;gap:8px}
 figure{margin:0;width:168px;text-align:center}
-figure img{max-width:160px;max-height:160px;border:1px solid #ccc;
+.crop{display:inline-block;overflow:hidden;border:1px solid #ccc;vertical-align:top;
 background:repeating-conic-gradient(#ddd 0 25%,#fff 0 50%) 0 0/12px 12px}
+.crop img{display:block;max-width:none}img.curve{border:1px solid #ccc}
 img.px{image-rendering:pixelated}figcaption{font-size:12px}figcaption span{color:#666}
 .missing{width:160px;height:100px;display:flex;align-items:center;justify-content:center;
 background:#f3e6e6;color:#933;font-size:11px;overflow:hidden;padding:4px;box-sizing:border-box}

@@ -57,6 +57,20 @@ def cards(page: str) -> list[str]:
     return re.findall(r"<article class='card[^']*' id='img-(\d+)'", page)
 
 
+def card_of(page: str, index: int) -> str:
+    return page.split(f"id='img-{index}'")[1].split("</article>")[0]
+
+
+def panel_pixels(out: Path, page: str, index: int, label: str) -> np.ndarray:
+    """A panel's thumbnail, cropped from its card's sprite as the page shows it."""
+    found = re.search(rf"<img src='([^']+)' alt='{re.escape(label)}'[^>]*data-x='(\d+)' "
+                      r"data-w='(\d+)' data-h='(\d+)'", card_of(page, index))
+    assert found, label
+    x, width, height = (int(v) for v in found.groups()[1:])
+    with Image.open(out / found.group(1)) as sprite:
+        return np.asarray(sprite.convert("RGB"))[:height, x:x + width].astype(int)
+
+
 def test_a_run_writes_a_report_with_a_card_per_image(finished):
     page = (finished / "report.html").read_text()
     assert len(cards(page)) == 4  # three images and the broken one
@@ -85,11 +99,18 @@ def test_links_are_relative_and_resolve_and_nothing_is_fetched(finished):
 
 
 def test_thumbnails_are_small_never_full_size_copies(finished):
-    thumbs = list((finished / "report" / "thumbs").iterdir())
-    assert thumbs
-    for thumb in thumbs:
-        with Image.open(thumb) as image:
-            assert max(image.size) <= report.THUMB_SIZE, thumb.name
+    page = (finished / "report.html").read_text()
+    sizes = [(int(w), int(h)) for w, h in re.findall(r"data-w='(\d+)' data-h='(\d+)'", page)]
+    assert len(sizes) == 3 * 4 and all(max(size) <= report.THUMB_SIZE for size in sizes)
+    assert sizes[0] == (report.THUMB_SIZE, report.THUMB_SIZE)  # 200x200 -> 160x160
+    for sprite in (finished / "report" / "thumbs").iterdir():  # one per card shown
+        with Image.open(sprite) as image:
+            assert image.height <= report.THUMB_SIZE, sprite.name
+    original = panel_pixels(finished, page, 1, "original")
+    with Image.open(json.loads((finished / "metrics.jsonl").read_text().splitlines()[1])[
+            "input"]) as source:
+        expected = np.asarray(source.convert("RGB").resize(original.shape[1::-1])).astype(int)
+    assert np.abs(original - expected).mean() < 6  # the picture, scaled down
 
 
 def test_palette_swatches_are_the_output_palette_with_its_shares(finished):
@@ -198,12 +219,11 @@ def test_generic_cards_from_row_fields(tmp_path):
         assert f"alt='{label}'" in page or f"{label}</figcaption>" in page, label
     assert "mask_source</dt><dd>file" in page and "psnr</dt><dd>20.5" in page
     assert (tmp_path / "report" / "thumbs" / "00000-curve.png").is_file()
-    with Image.open(tmp_path / "report" / "thumbs" / "00000-in.jpg") as thumb:
-        shown = np.asarray(thumb.convert("RGB")).astype(int)
+    shown = panel_pixels(tmp_path, page, 0, "damaged (missing in the key colour)")
+    assert shown.shape[:2] == (40, 60)
     assert np.abs(shown[5:-5, 3:25] - (0, 255, 0)).max() < 40  # missing: the key colour
     assert np.abs(shown[5:-5, 35:] - clean[5:-5, 35:]).max() < 40
-    with Image.open(tmp_path / "report" / "thumbs" / "00000-diff.jpg") as heat:
-        heat = np.asarray(heat.convert("RGB")).astype(int)
+    heat = panel_pixels(tmp_path, page, 0, "difference from clean original")
     assert heat[:, :28].mean() > 3 * heat[:, 32:].mean()  # the error is where the damage was
 
 
@@ -219,15 +239,12 @@ def test_heat_map_levels_are_the_rgb_distance():
     assert (heat[1, 1] == report._HEAT_LUT[255]).all()
 
 
-def test_scatter_dots_take_their_palette_colours(tmp_path):
+def test_scatter_dots_take_their_palette_colours():
     palette = np.array([[200, 30, 30], [30, 160, 40], [40, 60, 210]], np.uint8)
     labels = np.random.default_rng(0).integers(0, 3, (30, 30))
     source = np.clip(palette[labels].astype(int) + 8, 0, 255).astype(np.uint8)
-    limit = report._scatter(source, labels.astype(np.uint8), palette, None,
-                            tmp_path / "ab.png", seed=0)
-    assert 16 <= limit <= 128
-    with Image.open(tmp_path / "ab.png") as image:
-        canvas = np.asarray(image)
+    canvas, limit = report._scatter(source, labels.astype(np.uint8), palette, None, seed=0)
+    assert 16 <= limit <= 128 and canvas.shape == (160, 160, 3)
     colours = {tuple(c) for c in canvas.reshape(-1, 3)}
     background = {(250, 250, 250), (200, 200, 200), (30, 30, 30)}
     assert colours - background == {tuple(int(v) for v in c) for c in palette}
@@ -250,8 +267,8 @@ def test_a_clean_input_written_out_noisy_is_shown_as_the_clean_original(tmp_path
     first = page.split("id='img-0'")[1].split("</article>")[0]
     labels = re.findall(r"<figcaption>([^<]*)<br>", first)
     assert labels == ["noisy", "denoised", "clean original", "difference from clean original"]
-    with Image.open(tmp_path / "out" / "report" / "thumbs" / "00000-diff.jpg") as heat:
-        assert np.asarray(heat).max() < 20  # the output is the clean image: no difference
+    heat = panel_pixels(tmp_path / "out", page, 0, "difference from clean original")
+    assert heat.max() < 20  # the output is the clean image: no difference
     second = page.split("id='img-1'")[1].split("</article>")[0]
     assert "<a href='model.npz'>model.npz</a>" in second  # a model file: linked, not shown
     assert "alt='denoised'" not in second and "cannot read" not in second
