@@ -8,7 +8,10 @@ and the images they name), so ``gpupix report OUTPUT_DIR`` rebuilds exactly what
 
 The page links only relative paths, loads nothing from the network (its CSS and its few lines
 of JavaScript are inline) and works offline. Thumbnails are at most :data:`THUMB_SIZE` pixels
-on a side (never full-size copies) in ``report/thumbs``; plots are in ``report/plots``.
+on a side (never full-size copies); a card's thumbnails share one file in ``report/thumbs``
+(a sprite the page crops), plots are in ``report/plots``. Only those two folders are
+rewritten: an input folder named ``report`` would have its outputs there, so they are not
+emptied, only stripped of pictures this report no longer uses.
 
 Cards are drawn from row fields, so every job gets one without code here:
 
@@ -24,7 +27,8 @@ Cards are drawn from row fields, so every job gets one without code here:
 A difference heat map ``|output - reference|`` is drawn when a reference is known, or against
 the input for jobs whose input is the image the output should stay close to (quantize,
 denoise). Costs: each file is decoded once per card and every view (thumbnail, heat map,
-palette, colour scatter) is derived from that one decode; matplotlib draws one figure of
+palette, colour scatter) is derived from that one decode, and a card writes one file;
+matplotlib draws one figure of
 histograms per run and per-image curves only for the first :data:`CURVE_LIMIT` cards that
 have one (later cards list the values); the a*-b* colour scatter is rasterized with NumPy,
 which makes it cheap enough for every card. All of this runs on the host (Pillow, NumPy).
