@@ -145,12 +145,14 @@ def write_report(output_dir: str | Path, rows: list[Row], summary: dict[str, Any
         (assets / sub).mkdir(parents=True, exist_ok=True)
     job = (summary or {}).get("job") or _guess_job(rows)
     config = (summary or {}).get("config") or {}
-    key_color = _hex_to_rgb(str((config.get("inpaint") or {}).get("key_color", KEY_COLOR)))
+    inpaint = config.get("inpaint") or {}
+    key_color = _hex_to_rgb(str(inpaint.get("key_color", KEY_COLOR)))
+    mask_suffix = str(inpaint.get("mask_suffix", ".mask.png"))
     workers = workers or min(4, os.cpu_count() or 1)
 
     def build(pair: tuple[int, Row]) -> Card:
         return _build_card(pair[0], pair[1], job=job, output_dir=output_dir,
-                           key_color=key_color)
+                           key_color=key_color, mask_suffix=mask_suffix)
 
     with ThreadPoolExecutor(workers, thread_name_prefix="gpupix-report") as pool:
         cards = list(pool.map(build, enumerate(rows)))
@@ -217,7 +219,7 @@ def rebuild_report(output_dir: str | Path) -> Path:
 
 
 def _build_card(index: int, row: Row, *, job: str, output_dir: Path,
-                key_color: tuple[int, int, int]) -> Card:
+                key_color: tuple[int, int, int], mask_suffix: str = ".mask.png") -> Card:
     """Thumbnails, heat map, palette and scatter of one row; a problem never stops the report."""
     card = Card(index=index, row=row)
     stem = f"thumbs/{index:05d}"
@@ -227,8 +229,11 @@ def _build_card(index: int, row: Row, *, job: str, output_dir: Path,
 
     source = _read(input_path, card)
     mask = None
-    if row.get("mask"):
-        mask_image = _read(_locate(row["mask"], output_dir), card)
+    mask_path = _locate(row.get("mask"), output_dir)
+    if mask_path is None and row.get("mask_source") == "file" and input_path is not None:
+        mask_path = input_path.with_name(input_path.stem + mask_suffix)  # inpaint's mask file
+    if mask_path is not None:
+        mask_image = _read(mask_path, card)
         if mask_image is not None:
             mask = mask_image[..., :3].max(axis=2) > 127
     named = {_locate(row.get(f), output_dir) for f in PATH_FIELDS} - {None}
@@ -275,7 +280,7 @@ def _build_card(index: int, row: Row, *, job: str, output_dir: Path,
                                   output_dir, error=card.problems[-1:]))
     if mask is not None:
         card.panels.append(_panel(PATH_LABEL["mask"], mask.astype(np.uint8) * 255,
-                                  _locate(row["mask"], output_dir), output_dir))
+                                  mask_path, output_dir))
     for path, label in extras:
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             card.files.append((path.name, _href(path, output_dir)))
@@ -621,7 +626,9 @@ def _curve_data(row: Row) -> tuple[tuple[list[float], list[float]] | None,
                                    tuple[list[float], list[float], list[float] | None] | None]:
     k_curve = sweep = None
     data = row.get("k_curve")
-    if isinstance(data, dict) and _series(data.get("k")) and \
+    if _series(data):  # inpaint's form: the error for K = 1, 2, ...
+        k_curve = ([float(k) for k in range(1, len(data) + 1)], _series(data))
+    elif isinstance(data, dict) and _series(data.get("k")) and \
             len(_series(data.get("error"))) == len(_series(data.get("k"))):
         k_curve = (_series(data["k"]), _series(data["error"]))
     data = row.get("sweep")

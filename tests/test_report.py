@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -74,13 +75,15 @@ def panel_pixels(out: Path, page: str, index: int, label: str) -> np.ndarray:
 def test_a_run_writes_a_report_with_a_card_per_image(finished):
     page = (finished / "report.html").read_text()
     assert len(cards(page)) == 4  # three images and the broken one
-    assert "not a readable image" in page  # the failure and its reason, in the header
+    failure = next(json.loads(line) for line in (finished / "metrics.jsonl").open()
+                   if '"failed"' in line)
+    assert html.escape(failure["error"]) in page.split("id='plots'")[0]  # header: the reason
     assert "<table class='sortable'>" in page and "data-type='num'>psnr</th>" in page
     assert "quantize:\n  k: 8" in page  # the config as YAML
     assert "cpu on cpu" in page and "images/s" in page
     assert (finished / "report" / "plots" / "distributions.png").is_file()
     assert page.count("alt='original'") == 3 and page.count("alt='quantized'") == 3
-    assert "broken.png: not a readable image" in page.split("id='img-0'")[1]
+    assert html.escape(failure["error"]) in card_of(page, 0)
     assert page.count("colour scatter<br>") == 3
 
 
@@ -287,3 +290,21 @@ def test_curves_beyond_the_limit_or_without_matplotlib_are_listed(tmp_path, monk
     page = report.write_report(tmp_path, rows, {"job": "quantize"}).read_text()
     assert "alt='curve'" not in page and page.count("k sweep values") == 3
     assert "matplotlib is not installed" in page
+
+
+def test_inpaint_rows_as_the_inpaint_job_writes_them(tmp_path):
+    """k_curve as a list (K = 1, 2, ...), the mask file found beside the input."""
+    image = gradient_image(24, 24)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    mask = np.zeros((24, 24), np.uint8)
+    mask[:8] = 255
+    Image.fromarray(mask).save(tmp_path / "a.hole.png")
+    row = {"input": str(tmp_path / "a.png"), "output": str(tmp_path / "a.png"), "status": "ok",
+           "mask_source": "file", "k_curve": [5.0, 3.0, 3.5], "k": 2, "reference": None}
+    summary = {"job": "inpaint", "config": {"inpaint": {"mask_suffix": ".hole.png"}}}
+    page = report.write_report(tmp_path, [row], summary).read_text()
+    assert "alt='mask (white = missing)'" in page and "alt='clean original'" not in page
+    shown = panel_pixels(tmp_path, page, 0, "damaged (missing in the key colour)")
+    assert np.abs(shown[:7] - (255, 0, 255)).max() < 40
+    assert np.abs(shown[9:] - image[9:]).max() < 40
+    assert "alt='curve'" in page
