@@ -101,8 +101,8 @@ def test_every_job_is_deterministic_across_batching(tmp_path, settings):
         summary = run_job(load_config(job))
         assert summary.counts["failed"] == 0, summary.rows
         out = tmp_path / name
-        files = {p.name: p.read_bytes() for p in sorted(out.iterdir())
-                 if p.name not in ("metrics.jsonl", "summary.json")}
+        files = {p.name: p.read_bytes() for p in sorted(out.iterdir())  # report: timings
+                 if p.name not in ("metrics.jsonl", "summary.json", "report.html", "report")}
         rows = [{k: v for k, v in row.items() if k not in TIMING}
                 for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
         for row in rows:
