@@ -93,10 +93,13 @@ def quantize_rgba(rgba: Array, *, k: int, backend: Backend, seed: int = 0, max_i
     k : int
         Palette size, 1..256.
     bits : int, default=5
-        Histogram bits per premultiplied channel.
+        Histogram bits per premultiplied channel, 1..6 (the dense bin table has 2**(4 bits)
+        entries: 6 bits is 16 Mi of them, 7 would overflow the int32 codes).
     weights : (H*W,) array, optional
         0 leaves a pixel out of the fit (fully transparent ones); it still gets an index.
     """
+    if not 1 <= bits <= 6:
+        raise ValueError(f"bits: {bits!r} is outside 1..6 for a four-channel histogram")
     xp = backend.xp
     histogram = rgba_histogram(rgba, bits=bits, weights=weights)
     if histogram.means.shape[0] <= k:

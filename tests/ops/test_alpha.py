@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from gpupix.ops.alpha import premultiply, quantize_rgba, unpremultiply
 
@@ -38,3 +39,12 @@ def test_alpha_is_fitted_not_flattened():
     out_alpha = result.alpha[result.indices].astype(int)
     assert len(np.unique(result.alpha)) == 8
     assert np.abs(out_alpha - backend_free[..., 3]).mean() < 12
+
+
+@pytest.mark.parametrize("bits", [0, 7, 8])
+def test_histogram_bits_outside_range_are_refused(bits):
+    from gpupix.backends import CpuBackend
+
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    with pytest.raises(ValueError, match="bits"):
+        quantize_rgba(rgba, k=4, backend=CpuBackend(), bits=bits)
