@@ -112,8 +112,12 @@ class DaskExecutor:
             yield from self._run(client, work, job, config, backend.name)
 
     def _connect(self, backend: Backend) -> Any:
-        import dask
-        from distributed import Client, LocalCluster
+        try:
+            import dask
+            from distributed import Client, LocalCluster
+        except ImportError as exc:
+            raise ConfigError(f"executor.kind: dask needs Dask distributed (pip install "
+                              f"'gpupix[dask]'): {exc}") from None
 
         if self.address is not None:
             try:

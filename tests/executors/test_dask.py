@@ -17,6 +17,7 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
+from gpupix.backends import CpuBackend
 from gpupix.cli import app
 from gpupix.config import load_config
 from gpupix.io import TEMP_PREFIX
@@ -336,4 +337,21 @@ def test_a_cuda_cluster_without_dask_cuda_says_what_to_install(tmp_path):
              [tmp_path / "out" / "img00.png"])]
     rows = DaskExecutor().run(work, QuantizeJob(config), SimpleNamespace(name="cuda"))
     with pytest.raises(ConfigError, match=r"needs dask-cuda \(pip install 'gpupix\[cuda,dask\]'\)"):
+        next(rows)
+
+
+def test_dask_not_installed_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    from gpupix.errors import ConfigError
+    from gpupix.executors.dask import DaskExecutor
+    from gpupix.io import InputItem
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if it were not installed
+    config = quantize_config(tmp_path, small_images(tmp_path / "images", 1), "out",
+                             kind="dask")
+    work = [(InputItem(Path("img00.png"), tmp_path / "images" / "img00.png"),
+             [tmp_path / "out" / "img00.png"])]
+    rows = DaskExecutor().run(work, QuantizeJob(config), CpuBackend())
+    with pytest.raises(ConfigError, match=r"needs Dask distributed \(pip install 'gpupix\[dask"):
         next(rows)
