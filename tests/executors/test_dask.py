@@ -275,7 +275,7 @@ class PoisonJob(QuantizeJob):
 
 @pytest.mark.slow
 def test_an_image_that_kills_every_worker_fails_alone(tmp_path, monkeypatch):
-    images = small_images(tmp_path / "images", 16)  # 17 images: 6 tasks of 3
+    images = small_images(tmp_path / "images", 64)  # 65 images: 22 tasks of 3
     Image.fromarray(gradient_image(7, 7)).save(images / "poison.png")
     monkeypatch.setattr("gpupix.pipeline.make_job", PoisonJob)
     # the cluster gpupix starts: retries 0 is one death per task before it is given up
@@ -283,7 +283,7 @@ def test_an_image_that_kills_every_worker_fails_alone(tmp_path, monkeypatch):
                              n_workers=2)
     result = run_job(config)
     rows = rows_of(tmp_path / "out")
-    assert result.counts == {"ok": 16, "skipped": 0, "failed": 1}
+    assert result.counts == {"ok": 64, "skipped": 0, "failed": 1}
     assert rows["poison.png"]["status"] == "failed"
     assert "died" in rows["poison.png"]["error"] and "poison.png" in rows["poison.png"]["error"]
 
