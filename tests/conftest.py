@@ -35,6 +35,23 @@ def any_backend(request):
     return CudaBackend()
 
 
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """The cuda backend with CuPy and cuML replaced by CPU stand-ins, so its glue runs in CI."""
+    import sys
+
+    from gpupix.backends import cuda as cuda_module
+    from tests.backends.standins import make_fake_cuml, make_fake_cupy
+
+    cupy = make_fake_cupy()
+    cuml, cluster, neighbors = make_fake_cuml()
+    for name, module in {"cupy": cupy, "cuml": cuml, "cuml.cluster": cluster,
+                         "cuml.neighbors": neighbors}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(cuda_module, "_modules", lambda: (cupy, cuml, xp_numpy))
+    return CudaBackend()
+
+
 @pytest.fixture(params=["numpy", "strict"])
 def xp(request):
     return xp_numpy if request.param == "numpy" else array_api_strict

@@ -1,14 +1,12 @@
 import sys
 
-import array_api_compat.numpy as xp_numpy
 import numpy as np
 import pytest
 
 from gpupix.backends import CpuBackend, CudaBackend, backend_status, get_backend
-from gpupix.backends import cuda as cuda_module
 from gpupix.errors import BackendUnavailableError, ConfigError
 from gpupix.ops.quantize import quantize
-from tests.backends.standins import FakeDeviceArray, make_fake_cuml, make_fake_cupy
+from tests.backends.standins import FakeDeviceArray, make_fake_cupy
 from tests.conftest import gradient_image
 
 
@@ -63,17 +61,6 @@ def test_weighted_kmeans_finds_weighted_centres(backend):
     np.testing.assert_allclose(centres, [0.75, 10.5], atol=1e-5)
     assert backend.to_host(labels).dtype == np.int32
 
-
-@pytest.fixture
-def fake_cuda(monkeypatch):
-    """The cuda backend with CuPy and cuML replaced by CPU stand-ins."""
-    cupy = make_fake_cupy()
-    cuml, cluster, neighbors = make_fake_cuml()
-    for name, module in {"cupy": cupy, "cuml": cuml, "cuml.cluster": cluster,
-                         "cuml.neighbors": neighbors}.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.setattr(cuda_module, "_modules", lambda: (cupy, cuml, xp_numpy))
-    return CudaBackend()
 
 
 def test_cuda_probe_reports_missing_device(monkeypatch):

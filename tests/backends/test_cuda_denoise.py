@@ -1,26 +1,10 @@
 """The denoising ops through the cuda backend's glue, with CPU stand-ins for CuPy and cuML."""
 
-import sys
 
-import array_api_compat.numpy as xp_numpy
 import numpy as np
-import pytest
 
-import gpupix.backends.cuda as cuda_module
-from gpupix.backends import CpuBackend, CudaBackend
+from gpupix.backends import CpuBackend
 from gpupix.ops.denoise import denoise_self_knn, fit_knn_denoiser, predict
-from tests.backends.standins import make_fake_cuml, make_fake_cupy
-
-
-@pytest.fixture
-def fake_cuda(monkeypatch):
-    cupy = make_fake_cupy()
-    cuml, cluster, neighbors = make_fake_cuml()
-    for name, module in {"cupy": cupy, "cuml": cuml, "cuml.cluster": cluster,
-                         "cuml.neighbors": neighbors}.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.setattr(cuda_module, "_modules", lambda: (cupy, cuml, xp_numpy))
-    return CudaBackend()
 
 
 def test_learned_model_through_cuml_neighbours(fake_cuda):

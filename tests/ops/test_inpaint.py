@@ -208,25 +208,6 @@ def test_auto_k_does_not_depend_on_tiles():
     np.testing.assert_allclose(a.rmse, b.rmse, rtol=1e-5)
 
 
-@pytest.fixture
-def fake_cuda(monkeypatch):
-    """The cuda backend with CuPy and cuML replaced by CPU stand-ins (as in test_backends)."""
-    import sys
-
-    import array_api_compat.numpy as xp_numpy
-
-    from gpupix.backends import CudaBackend
-    from gpupix.backends import cuda as cuda_module
-    from tests.backends.standins import make_fake_cuml, make_fake_cupy
-
-    cupy = make_fake_cupy()
-    cuml, cluster, neighbors = make_fake_cuml()
-    for name, module in {"cupy": cupy, "cuml": cuml, "cuml.cluster": cluster,
-                         "cuml.neighbors": neighbors}.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.setattr(cuda_module, "_modules", lambda: (cupy, cuml, xp_numpy))
-    return CudaBackend()
-
 
 def test_cuda_glue_runs_inpaint_with_standins(fake_cuda):
     """cuML brute force (float32 distances) through the cuda backend's glue: same fill."""
