@@ -7,7 +7,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-__all__ = ["array_namespace", "constant", "bincount"]
+__all__ = ["array_namespace", "constant", "bincount", "scatter"]
 
 
 def constant(xp: ModuleType, like: Any, values: Any, dtype: Any = None) -> Any:
@@ -41,3 +41,16 @@ def bincount(xp: ModuleType, codes: Any, *, minlength: int, weights: Any = None)
     position = xp.clip(position, max=values.shape[0] - 1)
     present = xp.take(values, position) == every_code
     return xp.where(present, xp.take(sums, position), xp.zeros_like(xp.take(sums, position)))
+
+
+def scatter(xp: ModuleType, target: Any, positions: Any, values: Any) -> Any:
+    """``target[positions] = values`` (positions sorted, unique) where the namespace allows item
+    assignment; otherwise the standard-only route looks each slot up among the positions."""
+    try:
+        target[positions] = values
+        return target
+    except (TypeError, IndexError, NotImplementedError):
+        slots = xp.arange(target.shape[0], dtype=positions.dtype, device=device(target))
+        where = xp.clip(xp.searchsorted(positions, slots), max=positions.shape[0] - 1)
+        hit = xp.take(positions, where) == slots
+        return xp.where(hit, xp.take(values, where), target)

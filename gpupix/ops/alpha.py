@@ -16,7 +16,7 @@ from typing import Any
 from array_api_compat import device
 
 from gpupix.backends.base import Array, Backend
-from gpupix.ops._xp import bincount
+from gpupix.ops._xp import bincount, scatter
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def quantize_rgba(rgba: Array, *, k: int, backend: Backend, seed: int = 0, max_i
     written = premultiply(xp.concat([colours, alpha[:, None]], axis=1))
     _, nearest = backend.kneighbors(written, histogram.means, k=1)
     table = xp.zeros((1 << (4 * bits),), dtype=xp.uint8, device=device(rgba))
-    table = _scatter(xp, table, histogram.occupied, xp.astype(nearest[:, 0], xp.uint8))
+    table = scatter(xp, table, histogram.occupied, xp.astype(nearest[:, 0], xp.uint8))
     # pixels of weight 0 may sit in bins that are not occupied: they read entry 0
     indices = xp.reshape(xp.take(table, histogram.codes), rgba.shape[:2])
     return RgbaPalette(colours=colours, alpha=alpha, indices=indices)
@@ -123,14 +123,3 @@ def backend_namespace(x: Array) -> Any:
 
     return array_namespace(x)
 
-
-def _scatter(xp: Any, target: Array, positions: Array, values: Array) -> Array:
-    """``target[positions] = values``; namespaces without item assignment use a gather."""
-    try:
-        target[positions] = values
-        return target
-    except (TypeError, IndexError, NotImplementedError):
-        slots = xp.arange(target.shape[0], dtype=positions.dtype, device=device(target))
-        where = xp.clip(xp.searchsorted(positions, slots), max=positions.shape[0] - 1)
-        hit = xp.take(positions, where) == slots
-        return xp.where(hit, xp.take(values, where), target)

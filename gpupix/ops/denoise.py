@@ -400,14 +400,10 @@ def denoise_self(image: Array, *, patch: int = 3, window: int = 7, components: i
     padded = xp.permute_dims(reflect_pad(values, margin), (2, 0, 1))
     per_offset = xp.reshape(basis, (patch, patch, channels, components))
     scale = -1.0 / (2.0 * h * sigma * sigma * components)
-    out = xp.empty((channels, height, width), dtype=xp.float32, device=device(values))
-    for top in range(0, height, tile):
-        for left in range(0, width, tile):
-            rows, cols = min(tile, height - top), min(tile, width - left)
-            out[:, top:top + rows, left:left + cols] = _self_tile(
-                padded, per_offset, scale, patch=patch, reach=reach, top=top, left=left,
-                rows=rows, cols=cols)
-    return SelfResult(image=xp.permute_dims(out, (1, 2, 0)), sigma=float(sigma))
+    out = _by_tiles(values, tile, lambda top, left, rows, cols: _self_tile(
+        padded, per_offset, scale, patch=patch, reach=reach, top=top, left=left,
+        rows=rows, cols=cols))
+    return SelfResult(image=out, sigma=float(sigma))
 
 
 def _self_tile(padded: Array, per_offset: Array, scale: float, *, patch: int, reach: int,
@@ -493,14 +489,10 @@ def denoise_self_knn(image: Array, *, backend: Backend, patch: int = 5, k: int =
     padded = xp.permute_dims(reflect_pad(values, margin), (2, 0, 1))
     per_offset = xp.reshape(basis, (patch, patch, channels, components))
     scale = -1.0 / (2.0 * h * sigma * sigma * components)
-    out = xp.empty((channels, height, width), dtype=xp.float32, device=device(values))
-    for top in range(0, height, tile):
-        for left in range(0, width, tile):
-            rows, cols = min(tile, height - top), min(tile, width - left)
-            out[:, top:top + rows, left:left + cols] = _knn_tile(
-                padded, per_offset, scale, backend=backend, patch=patch, k=k, stride=stride,
-                top=top, left=left, rows=rows, cols=cols)
-    return SelfResult(image=xp.permute_dims(out, (1, 2, 0)), sigma=float(sigma))
+    out = _by_tiles(values, tile, lambda top, left, rows, cols: _knn_tile(
+        padded, per_offset, scale, backend=backend, patch=patch, k=k, stride=stride,
+        top=top, left=left, rows=rows, cols=cols))
+    return SelfResult(image=out, sigma=float(sigma))
 
 
 def _knn_tile(padded: Array, per_offset: Array, scale: float, *, backend: Backend, patch: int,
@@ -557,3 +549,16 @@ def _knn_tile(padded: Array, per_offset: Array, scale: float, *, backend: Backen
     # ``total`` row 0 is tile row -radius
     return (total[:, radius:radius + rows, radius:radius + cols]
             / count[radius:radius + rows, radius:radius + cols])
+
+
+def _by_tiles(values: Array, tile: int, estimate: Any) -> Array:
+    """Run ``estimate(top, left, rows, cols) -> (C, rows, cols)`` over ``tile``-sized tiles of
+    an (H, W, C) image and assemble the (H, W, C) result."""
+    xp = array_namespace(values)
+    height, width, channels = values.shape
+    out = xp.empty((channels, height, width), dtype=xp.float32, device=device(values))
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            rows, cols = min(tile, height - top), min(tile, width - left)
+            out[:, top:top + rows, left:left + cols] = estimate(top, left, rows, cols)
+    return xp.permute_dims(out, (1, 2, 0))

@@ -12,12 +12,11 @@ binning pass, one count and one table look-up, whatever ``k`` is.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from array_api_compat import array_namespace, device
 
 from gpupix.backends.base import Array, Backend
-from gpupix.ops._xp import bincount
+from gpupix.ops._xp import bincount, scatter
 from gpupix.ops.color import ColorSpace, rgb_to_space, space_to_rgb
 
 MAX_COLOURS = 256
@@ -208,7 +207,7 @@ def assign(histogram: ColourHistogram, palette: Array, *, backend: Backend,
                                     rgb_to_space(histogram.colours, color_space), k=1)
     n_bins = 1 << (3 * histogram.bits)
     table = xp.zeros((n_bins,), dtype=xp.uint8, device=device(palette))
-    table = _scatter(xp, table, histogram.occupied, xp.astype(nearest[:, 0], xp.uint8))
+    table = scatter(xp, table, histogram.occupied, xp.astype(nearest[:, 0], xp.uint8))
     return xp.take(table, histogram.codes)
 
 
@@ -280,15 +279,3 @@ def _unique_rows(palette: Array) -> Array:
         return palette
     return xp.astype(bin_centres(values, bits=8), xp.uint8)
 
-
-def _scatter(xp: Any, target: Array, positions: Array, values: Array) -> Array:
-    """``target[positions] = values`` where the namespace allows it, else via a gather."""
-    try:
-        target[positions] = values
-        return target
-    except (TypeError, IndexError, NotImplementedError):
-        # standard-only route: look each slot up among the (sorted) positions
-        slots = xp.arange(target.shape[0], dtype=positions.dtype, device=device(target))
-        where = xp.clip(xp.searchsorted(positions, slots), max=positions.shape[0] - 1)
-        hit = xp.take(positions, where) == slots
-        return xp.where(hit, xp.take(values, where), target)
