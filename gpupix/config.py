@@ -7,6 +7,7 @@ Errors name the file and the field path, e.g.
 from __future__ import annotations
 
 import os
+import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,7 +87,8 @@ class QuantizeConfig(Section):
     @classmethod
     def _k_fits_a_palette(cls, k: int | str) -> int | str:
         if k != "auto" and not 2 <= k <= 256:  # type: ignore[operator]
-            raise ValueError(f"must be 2..256 (a palette PNG holds at most 256 colours), got {k}")
+            raise ValueError("must be 2..256 (a palette PNG holds at most 256 colours), "
+                             f"got {shown(k)}")
         return k
 
     @field_validator("k", mode="before")
@@ -104,7 +106,8 @@ class QuantizeConfig(Section):
         if isinstance(data, dict) and isinstance(data.get("dither"), dict):
             dither = data["dither"]
             if len(dither) != 1:
-                raise ValueError(f"dither: expected one method and its strength, got {dither!r}")
+                raise ValueError("dither: expected one method and its strength, "
+                                 f"got {shown(dither)}")
             (method, strength), = dither.items()
             data = {**data, "dither": method, "dither_strength": strength}
         return data
@@ -124,7 +127,7 @@ class QuantizeConfig(Section):
         if self.k != "auto" and self.target is not None:
             raise ValueError(f"target is used only with k: auto, but k is {self.k}")
         if self.palette not in ("per_image", "shared") and (self.k == "auto" or self.sweep):
-            raise ValueError(f"palette {self.palette!r} is a fixed palette: k: auto and sweep "
+            raise ValueError(f"palette {shown(self.palette)} is a fixed palette: k: auto and sweep "
                              "do not apply")
         return self
 
@@ -155,7 +158,8 @@ class NoiseConfig(Section):
 
 def _odd(value: int) -> int:
     if value % 2 == 0:
-        raise ValueError(f"must be odd (a patch or window has a centre pixel), got {value}")
+        raise ValueError("must be odd (a patch or window has a centre pixel), "
+                         f"got {shown(value)}")
     return value
 
 
@@ -184,7 +188,7 @@ class FitDenoiserConfig(Section):
     def _plain_file_name(cls, name: str) -> str:
         if not name.endswith(".npz") or "/" in name or "\\" in name:
             raise ValueError(f"must be a file name ending in .npz (written in output.dir), "
-                             f"got {name!r}")
+                             f"got {shown(name)}")
         return name
 
 
@@ -263,14 +267,14 @@ class InpaintConfig(Section):
     def _hex_colour(cls, value: str) -> str:
         text = value.strip().lstrip("#")
         if len(text) != 6 or any(c not in "0123456789abcdefABCDEF" for c in text):
-            raise ValueError(f"must be a colour like '#ff00ff', got {value!r}")
+            raise ValueError(f"must be a colour like '#ff00ff', got {shown(value)}")
         return "#" + text.lower()
 
     @field_validator("k")
     @classmethod
     def _k_in_range(cls, k: int | str) -> int | str:
         if k != "auto" and not 1 <= k <= 64:
-            raise ValueError(f"must be 1..64 or auto, got {k}")
+            raise ValueError(f"must be 1..64 or auto, got {shown(k)}")
         return k
 
     @property
@@ -293,11 +297,11 @@ class ExecutorConfig(Section):
         if self.kind == "local" and (self.address is not None or self.n_workers is not None):
             raise ValueError("address and n_workers are for kind: dask; kind is 'local'")
         if self.address is not None and "://" not in self.address:
-            raise ValueError(f"address {self.address!r} needs a scheme, e.g. "
+            raise ValueError(f"address {shown(self.address)} needs a scheme, e.g. "
                              "tcp://scheduler:8786 (or null to start a local cluster)")
         if self.address is not None and self.n_workers is not None:
             raise ValueError("n_workers is for a cluster gpupix starts itself; the cluster "
-                             f"at {self.address!r} has its own workers")
+                             f"at {shown(self.address)} has its own workers")
         return self
 
 
@@ -333,24 +337,125 @@ class JobConfig(Section):
         return getattr(self, self.job)
 
 
+# A job file is a few dozen settings. These bounds are far above any real one and far below
+# what hurts: an alias re-uses a whole subtree, so nine anchored lists of nine aliases are a
+# few hundred bytes that expand to 9**9 values ("billion laughs"); validation and error
+# messages walk the expanded structure, so it is refused while the document is composed.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_NODES = 10_000   # scalars and collections, counting each alias as what it expands to
+MAX_YAML_DEPTH = 64       # nested collections (PyYAML's composer recurses per level)
+SHOWN_CHARS = 80          # of a value echoed in an error message
+MAX_NUMBER_CHARS = 100
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to about ``limit`` characters: never echo a huge value back.
+
+    Built with :mod:`reprlib`, which stops at a few items and levels, so describing a large
+    (or deeply shared) structure costs nothing whatever its size.
+    """
+    text = _SHORT_REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel = 3
+_SHORT_REPR.maxstring = SHOWN_CHARS
+_SHORT_REPR.maxother = SHOWN_CHARS
+_SHORT_REPR.maxlong = SHOWN_CHARS
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a budget: nodes (aliases expanded), depth, unique keys.
+
+    The budget is charged while the node graph is composed, before any Python object is
+    built, so a hostile file costs at most :data:`MAX_YAML_NODES` steps however far its
+    aliases would expand.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._expanded = 0  # nodes so far, each alias counted as the subtree it stands for
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> its expanded size, once composed
+
+    def _charge(self, count: int, mark: Any) -> None:
+        self._expanded += count
+        if self._expanded > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"more than {MAX_YAML_NODES:,} values once aliases are expanded "
+                "(an alias bomb?); a job file needs far fewer", mark)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            node = super().compose_node(parent, index)
+            size = self._sizes.get(id(node))
+            if size is None:  # an alias inside the collection it names
+                raise yaml.composer.ComposerError(
+                    None, None, "an alias refers to a collection that contains it "
+                    "(a recursive structure)", mark)
+            self._charge(size, mark)
+            return node
+        mark = self.peek_event().start_mark
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", mark)
+        before = self._expanded
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._charge(1, mark)
+        self._sizes[id(node)] = self._expanded - before
+        return node
+
+    def compose_mapping_node(self, anchor: Any) -> Any:
+        node = super().compose_mapping_node(anchor)
+        seen: dict[tuple[str, str], Any] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue  # `<<: *defaults` entries are overridden by the keys beside them
+            first = seen.setdefault((key_node.tag, key_node.value), key_node.start_mark)
+            if first is not key_node.start_mark:
+                raise yaml.composer.ComposerError(
+                    None, None, f"duplicate key {shown(key_node.value)} (first at line "
+                    f"{first.line + 1})", key_node.start_mark)
+        return node
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        if len(node.value) > MAX_NUMBER_CHARS:  # int() of thousands of digits is refused, slowly
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a number of {len(node.value):,} characters; at most "
+                f"{MAX_NUMBER_CHARS}", node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+
+
 def _parse_yaml(text: str, source: str) -> Any:
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: {len(text):,} characters; a job file is at most "
+                          f"{MAX_CONFIG_BYTES:,}")
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         raise ConfigError(f"{source}: invalid YAML at {where}: {exc.problem}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{source}: invalid YAML: {shown(str(exc), 160)}") from None
+    except RecursionError:  # a last resort: the depth bound above should come first
+        raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
 
 
 def apply_override(data: dict[str, Any], assignment: str, source: str = "--set") -> None:
     """Apply one ``key.path=value`` (value parsed as YAML) to the raw config mapping."""
     key, sep, raw_value = assignment.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {assignment!r}: expected key.path=value")
+        raise ConfigError(f"--set {shown(assignment)}: expected key.path=value")
     parts = key.strip().split(".")
-    value = _parse_yaml(raw_value, f"--set {key}")
+    value = _parse_yaml(raw_value, f"--set {_cut(key)}")
     node = data
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
@@ -358,13 +463,13 @@ def apply_override(data: dict[str, Any], assignment: str, source: str = "--set")
             child = node[part] = {}
         if not isinstance(child, dict):
             path = ".".join(parts[: i + 1])
-            raise ConfigError(f"--set {assignment!r}: {path} is not a section")
+            raise ConfigError(f"--set {shown(assignment)}: {_cut(path)} is not a section")
         node = child
     node[parts[-1]] = value
 
 
 def _format_error(error: dict[str, Any]) -> str:
-    path = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    path = ".".join(_cut(str(p)) for p in error["loc"]) or "(top level)"
     message = error["msg"]
     if error["type"] == "extra_forbidden":
         message = "unknown key"
@@ -372,9 +477,13 @@ def _format_error(error: dict[str, Any]) -> str:
         message = message[len("Value error, "):]
     got = error.get("input")
     if error["type"] not in ("extra_forbidden", "missing") and not isinstance(got, dict):
-        if not message.endswith(f"got {got}"):
-            message += f", got {got!r}"
-    return f"{path}: {message}"
+        if "got " not in message:  # our own validators already show what they got
+            message += f", got {shown(got)}"
+    return f"{path}: {_cut(message, 4 * SHOWN_CHARS)}"
+
+
+def _cut(text: str, limit: int = SHOWN_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def validate_config(data: Any, *, source: str = "<config>", base_dir: Path | None = None
