@@ -7,11 +7,15 @@ in bounded time and memory, and never run code or markup it was handed.
 
 from __future__ import annotations
 
+import io
 import json
 import resource
 import time
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from PIL import Image
@@ -178,3 +182,160 @@ def test_config_yaml_round_trip_still_loads(folder):
     data = {"job": "quantize", "quantize": {"k": 8, "palette": "shared"}, "metrics": ["psnr"]}
     assert _parse_yaml(yaml.safe_dump(data), "t") == data
     assert json.loads(json.dumps(data)) == data
+
+
+# ---------------------------------------------------------------------------- model files
+
+
+def real_model_members() -> dict[str, np.ndarray]:
+    """The members of a real (small) patch model, as fit_denoiser writes them."""
+    from gpupix.backends import CpuBackend
+    from gpupix.ops.denoise import fit_knn_denoiser, save_model
+
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(0, 255, (300, 27)).astype(np.float32)  # 3x3 RGB patches
+    noisy = clean + rng.normal(0, 20, clean.shape).astype(np.float32)
+    model = fit_knn_denoiser(noisy, clean, components=6, k=5,
+                             target_columns=np.arange(12, 15),  # the centre pixel
+                             meta={"kind": "patch", "channels": 3, "patch": 3,
+                                   "noise": None, "paired": True, "seed": 0})
+    data = save_model(model, CpuBackend())
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def write_npz(path: Path, members: dict[str, bytes | np.ndarray], *,
+              compression: int = zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for name, content in members.items():
+            raw = content if isinstance(content, bytes) else npy_bytes(content)
+            archive.writestr(f"{name}.npy", raw)
+    return path
+
+
+def with_meta(members: dict, **changes) -> dict:
+    meta = json.loads(str(members["meta"]))
+    meta.update(changes)
+    meta = {k: v for k, v in meta.items() if v is not DROP}
+    return {**members, "meta": np.asarray(json.dumps(meta))}
+
+
+DROP = object()
+
+
+def huge_header(shape: tuple[int, ...]) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + b"\0" * 64
+
+
+def bomb_member(inflated: int) -> Callable[[Path], None]:
+    """A deflated features.npy of zeros: a few hundred KB that inflate to ``inflated``."""
+    def write(path: Path) -> None:
+        members = real_model_members()
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, array in members.items():
+                if name != "features":
+                    archive.writestr(f"{name}.npy", npy_bytes(array))
+            rows = inflated // (4 * members["features"].shape[1])
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, {
+                "descr": "<f4", "fortran_order": False,
+                "shape": (rows, members["features"].shape[1])})
+            with archive.open("features.npy", "w", force_zip64=True) as member:
+                member.write(header.getvalue())
+                zeros = bytes(1 << 20)
+                left = rows * 4 * members["features"].shape[1]
+                while left:
+                    member.write(zeros[:min(left, len(zeros))])
+                    left -= min(left, len(zeros))
+    return write
+
+
+MODEL_CASES = {
+    "missing kind": (lambda m: with_meta(m, kind=DROP), "no 'kind' setting"),
+    "kind of the wrong type": (lambda m: with_meta(m, kind=["patch"]), "kind a list"),
+    "extra member": (lambda m: {**m, "payload": np.zeros(3, np.float32)},
+                     "'payload.npy': not part of"),
+    "meta not a string": (lambda m: {**m, "meta": np.zeros(3)}, "'meta.npy': expected one JSON"),
+    "meta not an object": (lambda m: {**m, "meta": np.asarray("[1, 2]")},
+                           "'meta.npy': expected a JSON object"),
+    "meta deeply nested": (lambda m: {**m, "meta": np.asarray("[" * 30_000 + "]" * 30_000)},
+                           "'meta.npy': not JSON"),
+    "unknown setting": (lambda m: with_meta(m, executor={"address": "tcp://evil:8786"}),
+                        "unknown setting 'executor'"),
+    "wrong setting type": (lambda m: with_meta(m, k="5"), "k is '5', not int"),
+    "impossible patch": (lambda m: with_meta(m, patch=4), "patch 4 is not possible"),
+    "wrong shape": (lambda m: {**m, "features": m["features"][:, :1].copy()},
+                    "'features.npy': shape"),
+    "wrong dtype": (lambda m: {**m, "coef": m["coef"].astype(np.float64)},
+                    "'coef.npy': expected float32"),
+    "pickled objects": (lambda m: {**m, "mean_y": np.array([None], dtype=object)},
+                        "'mean_y.npy': holds Python objects"),
+    "NaN values": (lambda m: {**m, "residuals": np.full_like(m["residuals"], np.nan)},
+                   "'residuals.npy': holds NaN"),
+    "1e6 x 1e6 header": (lambda m: {**m, "features": huge_header((10**6, 10**6))},
+                         "'features.npy': its header declares shape (1000000, 1000000)"),
+    "header larger than its data": (lambda m: {**m, "metric": huge_header((2000, 2000))},
+                                    "'metric.npy': its header declares"),
+}
+
+
+def run_with_model(folder: Path, model: Path):
+    text = ("job: denoise\ninput: {paths: [images]}\noutput: {dir: out}\nbackend: cpu\n"
+            f"denoise: {{method: model, model: {model.name}}}\n")
+    job = write_job(folder, text)
+    return job, runner.invoke(app, ["run", str(job), "--quiet"])
+
+
+def test_a_real_model_passes_the_checks(folder):
+    model = write_npz(folder / "model.npz", real_model_members())
+    job, result = run_with_model(folder, model)
+    assert result.exit_code == 0, result.output
+    from gpupix.ops.denoise import load_model
+
+    assert load_model(model).meta["patch"] == 3
+    compressed = write_npz(folder / "small.npz", real_model_members(),
+                           compression=zipfile.ZIP_DEFLATED)  # np.savez_compressed's form
+    assert load_model(compressed).meta["kind"] == "patch"
+
+
+@pytest.mark.parametrize("case", list(MODEL_CASES), ids=list(MODEL_CASES))
+def test_a_bad_model_is_one_line_naming_file_and_member(folder, case):
+    make, fragment = MODEL_CASES[case]
+    model = write_npz(folder / "model.npz", make(real_model_members()))
+    job, result = run_with_model(folder, model)
+    line = one_line_error(result)
+    assert f"denoise.model: {model}" in line and fragment in line, line
+    assert "allow_pickle" not in line
+    assert len(line) < len(str(job)) + len(str(model)) + 300, line
+    assert not (folder / "out" / "a.png").exists()
+
+
+def test_a_zip_bomb_model_is_refused_before_inflating(folder):
+    model = folder / "model.npz"
+    bomb_member(256 << 20)(model)
+    assert model.stat().st_size < 2 << 20
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    job, result = run_with_model(folder, model)
+    line = one_line_error(result)
+    assert time.perf_counter() - start < 2.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 100_000
+    assert f"{model}" in line and "'features.npy'" in line and "zip bomb" in line, line
+
+
+def test_a_model_over_the_size_budget_is_refused(folder, monkeypatch):
+    from gpupix.ops import denoise as ops_denoise
+
+    monkeypatch.setattr(ops_denoise, "MAX_MODEL_BYTES", 4096)
+    model = write_npz(folder / "model.npz", real_model_members())
+    line = one_line_error(run_with_model(folder, model)[1])
+    assert "inflate to more than 4.0 KiB together" in line

@@ -30,6 +30,7 @@ from gpupix.errors import ConfigError, ImageError
 from gpupix.io import DecodedImage, InputItem, decode, read_ahead, write_atomic
 from gpupix.jobs.base import Processed
 from gpupix.ops.denoise import (
+    MAX_WHOLE_VALUES,
     KnnDenoiser,
     denoise_patchwise,
     denoise_self,
@@ -350,10 +351,6 @@ class FitDenoiserJob:
                 "psnr_noisy": round(psnr(clean_d, noisy_d), 4),
                 "rmse_noisy": round(rmse(clean_d, noisy_d), 4),
                 "seconds": round(time.perf_counter() - start, 4)}
-
-
-# kind: whole fits a (values x values) covariance and linear map: 4096 is 64x64 grey
-MAX_WHOLE_VALUES = 4096
 
 
 class _Training:

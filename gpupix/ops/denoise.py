@@ -22,6 +22,7 @@ Everything here is written against the array API; the neighbour search goes thro
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ import numpy as np
 from array_api_compat import device
 
 from gpupix.backends.base import Array, Backend
+from gpupix.npz import NpzError, open_npz, read_headers, read_member
 from gpupix.ops._xp import array_namespace
 
 WEIGHTS = ("uniform", "distance", "gaussian")
@@ -274,7 +276,6 @@ def save_model(model: KnnDenoiser, backend: Backend) -> bytes:
     Nothing is pickled, so :func:`load_model` reads it with ``allow_pickle=False``.
     """
     import io
-    import json
 
     buffer = io.BytesIO()
     arrays = {name: np.ascontiguousarray(backend.to_host(value), dtype=np.float32)
@@ -284,30 +285,148 @@ def save_model(model: KnnDenoiser, backend: Backend) -> bytes:
 
 
 def load_model(path: Any) -> KnnDenoiser:
-    """Read a model written by :func:`save_model`; ValueError says what is wrong."""
-    import json
-    import zipfile
+    """Read a model written by :func:`save_model`; ValueError names the member that is wrong.
 
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            contents = {name: data[name] for name in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ValueError(f"not a readable .npz model ({type(exc).__name__}: {exc})") from None
-    missing = [name for name in ("meta", *MODEL_ARRAYS) if name not in contents
-               and name != "components"]
-    if missing:
-        raise ValueError(f"not a gpupix denoiser model (missing {', '.join(missing)})")
-    try:
-        meta = json.loads(str(contents.pop("meta")))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"model metadata is not JSON ({exc})") from None
-    if meta.get("format") != MODEL_FORMAT:
-        raise ValueError(f"format {meta.get('format')!r} is not {MODEL_FORMAT!r}")
-    if meta.get("version") != MODEL_VERSION:
-        raise ValueError(f"model version {meta.get('version')!r} is not {MODEL_VERSION} "
-                         "(refit it with this gpupix)")
+    The file is untrusted: the zip directory, every member's ``.npy`` header and the JSON
+    settings are judged against what a model of its kind can be (members, dtypes, shapes,
+    :data:`MAX_MODEL_BYTES`) before any array is inflated, and nothing goes through pickle.
+    """
+    with open_npz(path, "model") as archive:
+        members = read_headers(archive, max_bytes=MAX_MODEL_BYTES)
+        expected = ("meta", *MODEL_ARRAYS)
+        extra = [name for name in members if name not in expected]
+        if extra:
+            name = members[extra[0]].info.filename[:80]
+            raise NpzError(f"member {name!r}: not part of a gpupix denoiser model "
+                           f"(it holds {', '.join(expected)})")
+        missing = [name for name in expected if name not in members and name != "components"]
+        if missing:
+            raise NpzError(f"not a gpupix denoiser model (missing {', '.join(missing)})")
+        meta_member = members.pop("meta")
+        if meta_member.dtype.kind != "U" or meta_member.shape != () \
+                or meta_member.data_bytes > MAX_META_BYTES:
+            raise NpzError(f"member 'meta.npy': expected one JSON string of at most "
+                           f"{MAX_META_BYTES // 4:,} characters, got shape {meta_member.shape} "
+                           f"of {meta_member.dtype.str}")
+        meta = _model_meta(str(read_member(archive, meta_member)[()]))
+        expected_shapes = _model_shapes(meta, with_components="components" in members)
+        for name, member in members.items():
+            if member.dtype != np.dtype("<f4") or member.fortran_order:
+                raise NpzError(f"member '{name}.npy': expected float32 in C order, got "
+                               f"{member.dtype.str}{' (Fortran order)' * member.fortran_order}")
+            if member.shape != expected_shapes[name]:
+                raise NpzError(f"member '{name}.npy': shape {member.shape} is not the "
+                               f"{expected_shapes[name]} a {meta['kind']} model with these "
+                               "settings has")
+        contents: dict[str, Any] = {name: read_member(archive, member, _finite)
+                                    for name, member in members.items()}
     contents.setdefault("components", None)
     return KnnDenoiser(**contents, meta=meta)
+
+
+# A model is loaded whole into memory (and onto the device): its arrays may hold this much.
+MAX_MODEL_BYTES = 4 << 30
+MAX_META_BYTES = 4 * 65_536  # numpy stores the JSON as UTF-32
+MAX_WHOLE_VALUES = 4096      # kind: whole fits a (values x values) covariance: 64x64 grey
+MAX_PATCH = 15
+MAX_K = 1000
+# key -> (type, required for kind) of the settings fit_knn_denoiser and fit_denoiser store
+_META_KEYS: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "format": (str, ("whole", "patch")), "version": (int, ("whole", "patch")),
+    "kind": (str, ("whole", "patch")), "channels": (int, ("whole", "patch")),
+    "k": (int, ("whole", "patch")), "weights": (str, ("whole", "patch")),
+    "h": ((int, float), ("whole", "patch")), "features": (int, ("whole", "patch")),
+    "components": (int, ("whole", "patch")), "search_dims": (int, ("whole", "patch")),
+    "rows": (int, ("whole", "patch")), "height": (int, ("whole",)),
+    "width": (int, ("whole",)), "patch": (int, ("patch",)),
+    "noise": ((dict, type(None)), ()), "paired": (bool, ()), "seed": (int, ()),
+}
+
+
+def _model_meta(text: str) -> dict[str, Any]:
+    """The settings a model was written with, each of the type and range it can have."""
+    where = "member 'meta.npy'"
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise NpzError(f"{where}: not JSON ({str(exc)[:80]})") from None
+    if not isinstance(meta, dict):
+        raise NpzError(f"{where}: expected a JSON object, got {type(meta).__name__}")
+    if meta.get("format") != MODEL_FORMAT:
+        raise NpzError(f"{where}: format {_short(meta.get('format'))} is not "
+                       f"{MODEL_FORMAT!r}")
+    if meta.get("version") != MODEL_VERSION:
+        raise NpzError(f"{where}: model version {_short(meta.get('version'))} is not "
+                       f"{MODEL_VERSION} (refit it with this gpupix)")
+    kind = meta.get("kind")
+    if "kind" not in meta:
+        raise NpzError(f"{where}: no 'kind' setting (whole or patch)")
+    if kind not in ("whole", "patch"):
+        raise NpzError(f"{where}: kind {_short(kind)} is not 'whole' or 'patch'")
+    for key, value in meta.items():
+        if key not in _META_KEYS:
+            raise NpzError(f"{where}: unknown setting {_short(key)}")
+        kind_of, _ = _META_KEYS[key]
+        if not isinstance(value, kind_of) or (kind_of is int and isinstance(value, bool)):
+            names = " or ".join(t.__name__.replace("NoneType", "null")
+                                for t in (kind_of if isinstance(kind_of, tuple) else (kind_of,)))
+            raise NpzError(f"{where}: {key} is {_short(value)}, not {names}")
+    for key, (_, required) in _META_KEYS.items():
+        if kind in required and key not in meta:
+            raise NpzError(f"{where}: no {key!r} setting, which a {kind} model has")
+    channels, features = meta["channels"], meta["features"]
+    problems = {
+        "channels": channels not in (1, 3),
+        "k": not 1 <= meta["k"] <= MAX_K,
+        "weights": meta["weights"] not in WEIGHTS,
+        "h": not (math.isfinite(meta["h"]) and meta["h"] > 0),
+        "components": not 1 <= meta["components"] <= features,
+        "search_dims": not 1 <= meta["search_dims"] <= meta["components"],
+        "rows": meta["rows"] < 1,
+    }
+    if kind == "whole":
+        problems["features"] = not (1 <= features <= MAX_WHOLE_VALUES and features ==
+                                    meta["height"] * meta["width"] * channels)
+        problems["height"] = not 1 <= meta["height"] <= MAX_WHOLE_VALUES
+        problems["width"] = not 1 <= meta["width"] <= MAX_WHOLE_VALUES
+    else:
+        patch = meta["patch"]
+        problems["patch"] = not (1 <= patch <= MAX_PATCH and patch % 2 == 1)
+        problems["features"] = features != patch * patch * channels
+    for key, bad in problems.items():
+        if bad:
+            raise NpzError(f"{where}: {key} {_short(meta[key])} is not possible for a {kind} "
+                           "model with these settings")
+    return meta
+
+
+def _model_shapes(meta: dict[str, Any], *, with_components: bool) -> dict[str, tuple[int, ...]]:
+    """The shape of every array a model with these (checked) settings has."""
+    features, components = meta["features"], meta["components"]
+    if not with_components and components != features:
+        raise NpzError(f"member 'components.npy' is missing, but {components} PCA components "
+                       f"of {features} values are recorded")
+    targets = features if meta["kind"] == "whole" else meta["channels"]
+    rows, search = meta["rows"], meta["search_dims"]
+    shapes = {"mean_x": (features,), "coef": (components, targets), "mean_y": (targets,),
+              "metric": (components, search), "features": (rows, search),
+              "residuals": (rows, targets)}
+    if with_components:
+        shapes["components"] = (features, components)
+    return shapes
+
+
+def _finite(array: np.ndarray) -> str | None:
+    flat = array.reshape(-1)
+    for start in range(0, flat.size, 1 << 22):  # blocks: no mask as large as the array
+        if not np.isfinite(flat[start:start + (1 << 22)]).all():
+            return "holds NaN or infinite values"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, dict | list) else f"a {type(value).__name__}"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # --------------------------------------------------------------------------- self-similar

@@ -107,7 +107,8 @@ def test_strict_and_numpy_agree_on_the_learned_model():
 def test_model_file_round_trip_without_pickle(tmp_path):
     backend = CpuBackend()
     noisy, clean = _pairs(200)
-    model = fit_knn_denoiser(noisy, clean, components=8, k=7, meta={"kind": "whole"})
+    meta = {"kind": "whole", "channels": 1, "height": 4, "width": 4}  # 16 values a row
+    model = fit_knn_denoiser(noisy, clean, components=8, k=7, meta=meta)
     path = tmp_path / "model.npz"
     path.write_bytes(save_model(model, backend))
     with np.load(path, allow_pickle=False) as data:  # nothing needs pickle
@@ -123,8 +124,11 @@ def test_bad_model_files_say_why(tmp_path):
     with pytest.raises(ValueError, match="not a readable"):
         load_model(tmp_path / "junk.npz")
     np.savez(tmp_path / "other.npz", weights=np.zeros(3))
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(ValueError, match="'weights.npy': not part of a gpupix denoiser model"):
         load_model(tmp_path / "other.npz")
+    np.savez(tmp_path / "bare.npz", meta=np.asarray("{}"))
+    with pytest.raises(ValueError, match="missing mean_x"):
+        load_model(tmp_path / "bare.npz")
 
 
 def test_patch_model_denoises_an_image_of_any_size():
