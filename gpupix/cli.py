@@ -25,8 +25,36 @@ SetOption = Annotated[list[str] | None, typer.Option(
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {printable(message)}", err=True)
     return typer.Exit(code)
+
+
+# Control characters (a newline, an escape sequence) and invisible format characters (a
+# right-to-left override) in a file name would let it forge or hide lines of our output.
+_UNPRINTABLE = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"))
+
+
+def printable(text: object) -> str:
+    """``text`` for a terminal: every control or invisible character written as an escape.
+
+    ``a<newline>failed: x.png`` stays one line (``a\\nfailed: x.png``), so a file name
+    cannot forge a line of gpupix's output, nor an escape sequence repaint the terminal; an
+    undecodable byte of a file name (a lone surrogate) is shown, not an encoding error.
+    """
+    import unicodedata
+
+    text = str(text)
+    if text.isprintable():  # the common case, in C
+        return text
+    return "".join(char if unicodedata.category(char) not in _UNPRINTABLE
+                   else char.encode("unicode_escape").decode("ascii") for char in text)
+
+
+def _markup_safe(text: object) -> str:
+    """``text`` for rich: printable, and ``[`` read as a bracket, not as markup."""
+    from rich.markup import escape
+
+    return escape(printable(text))
 
 
 def _naming_file(message: str, config: Path) -> str:
@@ -122,14 +150,15 @@ def run(
     else:
         for row in result.rows:
             if row["status"] == "failed":
-                typer.echo(f"failed: {row['error']}", err=True)
+                typer.echo(f"failed: {printable(row['error'])}", err=True)
     if result.interrupted:
         total = len(result.rows) + result.remaining
         raise _interrupted_exit(received[0] if received else None,
                                 f"{result.remaining} of {total} images not done yet; outputs "
                                 "on disk are complete, rerun the same command to finish")
     if result.summary["images"] == 0:
-        typer.echo(f"{config}: 0 images found in input.paths; nothing to do", err=True)
+        typer.echo(f"{printable(config)}: 0 images found in input.paths; nothing to do",
+                   err=True)
     raise typer.Exit(result.exit_code)
 
 
@@ -143,7 +172,7 @@ def validate(
         job_config = _load(config, None, overrides)
     except ConfigError as exc:
         raise _fail(_naming_file(str(exc), config), 2) from None
-    typer.echo(f"{config}: valid {job_config.job} job")
+    typer.echo(f"{printable(config)}: valid {job_config.job} job")
 
 
 @app.command()
@@ -173,7 +202,7 @@ def report(
         raise _fail(str(exc), 2) from None
     except GpupixError as exc:
         raise _fail(str(exc), 1) from None
-    typer.echo(f"report: {path}")
+    typer.echo(f"report: {printable(path)}")
 
 
 class _RichReporter:
@@ -231,8 +260,8 @@ def _print_summary(result) -> None:
     console = Console()
     counts = summary["counts"]
     table = Table(title=f"gpupix {summary['job']}: {summary['images']} images "
-                  f"in {summary['wall_seconds']:.2f}s on {summary['backend']['device']}",
-                  show_header=False)
+                  f"in {summary['wall_seconds']:.2f}s on "
+                  f"{_markup_safe(summary['backend']['device'])}", show_header=False)
     table.add_row("ok / skipped / failed",
                   f"{counts['ok']} / {counts['skipped']} / {counts['failed']}")
     if summary["images_per_second"]:
@@ -244,12 +273,12 @@ def _print_summary(result) -> None:
     for key in ("psnr", "delta_e", "ssim", "rmse", "colours_out", "psnr_missing", "k"):
         if key in summary["means"]:
             table.add_row(f"mean {key}", f"{summary['means'][key]:.4g}")
-    table.add_row("output", str(result.output_dir))
+    table.add_row("output", _markup_safe(result.output_dir))
     if getattr(result, "report", None) is not None:
-        table.add_row("report", str(result.report))
+        table.add_row("report", _markup_safe(result.report))
     console.print(table)
     for failure in summary["failures"][:10]:
-        console.print(f"[red]failed[/red] {failure['error']}", highlight=False)
+        console.print(f"[red]failed[/red] {_markup_safe(failure['error'])}", highlight=False)
     if len(summary["failures"]) > 10:
         console.print(f"... and {len(summary['failures']) - 10} more in metrics.jsonl")
 

@@ -19,6 +19,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -118,10 +119,34 @@ def decode(path: Path, *, max_pixels: int | None = None) -> DecodedImage:
 
     Palette and grey images become RGB (RGBA when they carry transparency); 16-bit images are
     scaled to 8 bits; CMYK is converted; a multi-frame file (animated GIF, multi-page TIFF)
-    gives its first frame and says so in ``notes``. The declared size is checked against
-    ``max_pixels`` (default: Pillow's ``Image.MAX_IMAGE_PIXELS``) before any pixel is
-    decoded, PNG chunk checksums are verified, and only :data:`DECODE_FORMATS` are decoded.
-    Raises :class:`ImageError` with one line naming the file and the reason.
+    gives its first frame and says so in ``notes``. The file is opened by
+    :func:`open_image` (its guards apply). Raises :class:`ImageError` with one line naming
+    the file and the reason.
+    """
+    with open_image(path, max_pixels=max_pixels) as (image, size):
+        notes = []
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1:
+            notes.append(f"{frames} frames: only the first is used")
+            image.seek(0)
+        image.load()
+        image = ImageOps.exif_transpose(image) or image
+        pixels = _to_uint8_array(image, path)
+        mode = image.mode
+    return DecodedImage(pixels=pixels, mode=mode, bytes_in=size, notes=notes, path=path)
+
+
+@contextmanager
+def open_image(path: Path, *, max_pixels: int | None = None
+               ) -> Iterator[tuple[Image.Image, int]]:
+    """Open an untrusted image file: yields the Pillow image (not yet decoded) and its size.
+
+    Every picture gpupix reads (inputs, masks, palette swatches, report thumbnails) comes
+    through here. Only regular files are opened, PNG chunk checksums are verified, only
+    :data:`DECODE_FORMATS` are decoded whatever the name says, and the declared size is
+    checked against ``max_pixels`` (default: Pillow's ``Image.MAX_IMAGE_PIXELS``) before
+    any pixel is decoded. Whatever goes wrong while the image is used inside the ``with``
+    block, too, raises :class:`ImageError` with one line naming the file and the reason.
     """
     limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
     size = _check_regular_file(path)
@@ -139,15 +164,7 @@ def decode(path: Path, *, max_pixels: int | None = None) -> DecodedImage:
                 width, height = image.size
                 if limit and width * height > limit:
                     raise ImageError(_bomb_message(path, width, height, limit))
-                notes = []
-                frames = getattr(image, "n_frames", 1)
-                if frames > 1:
-                    notes.append(f"{frames} frames: only the first is used")
-                    image.seek(0)
-                image.load()
-                image = ImageOps.exif_transpose(image) or image
-                pixels = _to_uint8_array(image, path)
-                mode = image.mode
+                yield image, size
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -165,7 +182,6 @@ def decode(path: Path, *, max_pixels: int | None = None) -> DecodedImage:
         raise ImageError(f"{path}: not enough memory to decode it") from None
     except Exception as exc:  # noqa: BLE001 - Pillow parses untrusted bytes; any slip is a bad file
         raise ImageError(f"{path}: cannot decode ({type(exc).__name__}: {exc})") from None
-    return DecodedImage(pixels=pixels, mode=mode, bytes_in=size, notes=notes, path=path)
 
 
 def _check_regular_file(path: Path) -> int:

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from gpupix.errors import ConfigError
+from gpupix.errors import ConfigError, ImageError
+from gpupix.io import open_image
 
 FORMAT = "gpupix-palette"
 VERSION = 1
@@ -56,7 +57,10 @@ def load_palette(path: str | Path, *, field: str = "quantize.palette"
                  ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read ``(colours (m, 3) uint8, alpha (m,) uint8 or None)`` from a .json or .png palette.
 
-    Raises :class:`ConfigError` naming ``field`` and the file when it cannot be used.
+    The file is untrusted: a JSON palette is at most :data:`MAX_JSON_BYTES` and is checked
+    value by value; a PNG swatch goes through :func:`gpupix.io.open_image` (decoder
+    allowlist, decompression bomb guard) like any image. Raises :class:`ConfigError` naming
+    ``field`` and the file when it cannot be used.
     """
     path = Path(path)
     if not path.is_file():
@@ -68,35 +72,52 @@ def load_palette(path: str | Path, *, field: str = "quantize.palette"
             colours, alpha = _read_png(path)
     except ConfigError:
         raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{field}: {str(path)!r} is not a usable palette "
-                          f"({type(exc).__name__}: {exc})") from None
+    except ImageError as exc:  # already names the file
+        raise ConfigError(f"{field}: {exc}") from None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        reason = reason if len(reason) <= 160 else reason[:157] + "..."
+        raise ConfigError(f"{field}: {str(path)!r} is not a usable palette ({reason})"
+                          ) from None
     if not 1 <= len(colours) <= 256:
         raise ConfigError(f"{field}: {str(path)!r} has {len(colours)} colours; use 1..256")
     return colours, alpha
 
 
+# 256 entries of [r, g, b] and an alpha list, with the fitting's notes, are a few KB
+MAX_JSON_BYTES = 1 << 20
+
+
 def _read_json(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    document = json.loads(path.read_text(encoding="utf-8"))
+    with open(path, "rb") as handle:  # a FIFO is refused by is_file() above
+        data = handle.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise ValueError(f"more than {MAX_JSON_BYTES:,} bytes; a palette.json is a few KB")
+    document = json.loads(data.decode("utf-8"))
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValueError(f"expected a JSON object with format {FORMAT!r}")
-    colours = np.asarray(document["colours"])
-    if colours.ndim != 2 or colours.shape[1] != 3 or colours.min(initial=0) < 0 \
-            or colours.max(initial=0) > 255:
-        raise ValueError("colours must be a list of [r, g, b] with values 0..255")
+    colours = document.get("colours")
+    if not isinstance(colours, list) or not 1 <= len(colours) <= 256 or not all(
+            isinstance(c, list) and len(c) == 3 and all(_byte(v) for v in c) for c in colours):
+        raise ValueError("colours must be a list of 1..256 [r, g, b] with whole values 0..255")
     alpha = document.get("alpha")
     if alpha is not None:
-        alpha = np.asarray(alpha)
-        if alpha.shape != (len(colours),) or alpha.min(initial=0) < 0 or alpha.max(initial=0) > 255:
-            raise ValueError("alpha must list one value 0..255 per colour")
-        alpha = alpha.astype(np.uint8)
-    return colours.astype(np.uint8), alpha
+        if not isinstance(alpha, list) or len(alpha) != len(colours) or not all(
+                _byte(v) for v in alpha):
+            raise ValueError("alpha must list one whole value 0..255 per colour")
+        alpha = np.asarray(alpha, np.uint8)
+    return np.asarray(colours, np.uint8).reshape(-1, 3), alpha
+
+
+def _byte(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255
 
 
 def _read_png(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    with Image.open(path) as image:
-        if image.mode != "P":
-            raise ValueError(f"expected an indexed (mode P) PNG, got mode {image.mode!r}")
+    with open_image(path) as (image, _):
+        if image.format != "PNG" or image.mode != "P":
+            raise ValueError(f"expected an indexed (mode P) PNG, got {image.format} mode "
+                             f"{image.mode!r}")
         used = int(np.asarray(image).max(initial=0)) + 1
         flat = np.asarray(image.getpalette() or [], np.uint8)
         colours = flat.reshape(-1, 3)[:max(used, 1)]

@@ -106,7 +106,7 @@ def read_rows(path: Path) -> list[Row]:
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # torn, too deep, or an int of 5000 digits
             continue
         if isinstance(row, dict) and "input" in row:
             rows.append(row)

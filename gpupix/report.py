@@ -53,7 +53,7 @@ import yaml
 from PIL import Image
 
 from gpupix.errors import ConfigError, GpupixError, ImageError
-from gpupix.io import IMAGE_SUFFIXES, decode, write_atomic
+from gpupix.io import IMAGE_SUFFIXES, decode, open_image, write_atomic
 
 Row = dict[str, Any]
 
@@ -140,6 +140,9 @@ def write_report(output_dir: str | Path, rows: list[Row], summary: dict[str, Any
     """
     started = time.perf_counter()
     output_dir = Path(output_dir)
+    checked = [_checked_row(row) for row in rows]  # the files of a run are data, not markup
+    rows = [row for row, _ in checked]
+    summary = _checked_summary(summary)
     assets = output_dir / REPORT_DIR
     for sub in ("thumbs", "plots"):  # only what a report writes: never the run's outputs
         (assets / sub).mkdir(parents=True, exist_ok=True)
@@ -147,12 +150,16 @@ def write_report(output_dir: str | Path, rows: list[Row], summary: dict[str, Any
     config = (summary or {}).get("config") or {}
     inpaint = config.get("inpaint") or {}
     key_color = _hex_to_rgb(str(inpaint.get("key_color", KEY_COLOR)))
-    mask_suffix = str(inpaint.get("mask_suffix", ".mask.png"))
+    mask_suffix = inpaint.get("mask_suffix")
+    if not isinstance(mask_suffix, str) or not mask_suffix or set(mask_suffix) & set("/\\\0"):
+        mask_suffix = ".mask.png"  # a name beside the input, never a path elsewhere
     workers = workers or min(4, os.cpu_count() or 1)
 
     def build(pair: tuple[int, Row]) -> Card:
-        return _build_card(pair[0], pair[1], job=job, output_dir=output_dir,
+        card = _build_card(pair[0], pair[1], job=job, output_dir=output_dir,
                            key_color=key_color, mask_suffix=mask_suffix)
+        card.problems += checked[pair[0]][1]
+        return card
 
     with ThreadPoolExecutor(workers, thread_name_prefix="gpupix-report") as pool:
         cards = list(pool.map(build, enumerate(rows)))
@@ -206,9 +213,13 @@ def rebuild_report(output_dir: str | Path) -> Path:
     summary_path = output_dir / SUMMARY_FILE
     if summary_path.is_file():
         try:
-            summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise GpupixError(f"{summary_path}: unreadable ({exc})") from None
+            with open(summary_path, "rb") as handle:
+                text = handle.read(MAX_SUMMARY_BYTES + 1)
+            if len(text) > MAX_SUMMARY_BYTES:
+                raise ValueError(f"more than {MAX_SUMMARY_BYTES:,} bytes")
+            summary = json.loads(text.decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            raise GpupixError(f"{summary_path}: unreadable ({_cut(str(exc), 160)})") from None
         if not isinstance(summary, dict):
             summary = None
     rows = sorted(read_rows(metrics), key=lambda r: (str(r.get("output")), str(r["input"])))
@@ -341,7 +352,7 @@ def _read_output(path: Path, card: Card
                             np.ndarray | None]:
     """The output's pixels, and for a palette PNG its indices, palette and per-entry alpha."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as (image, _):
             palette_png = image.mode == "P"
             if palette_png:
                 image.load()
@@ -756,12 +767,12 @@ def _table(rows: list[Row], cards: list[Card]) -> str:
                  f"<td data-v='{_e(str(row.get('status')))}' class='{_e(str(row.get('status')))}'>"
                  f"{_e(str(row.get('status')))}</td>"]
         pixels = (row.get("width") or 0) * (row.get("height") or 0)
-        cells.append(f"<td data-v='{pixels}'>{row.get('width', '')}\u00d7{row.get('height', '')}"
-                     "</td>" if pixels else "<td data-v=''></td>")
+        cells.append(f"<td data-v='{_e(pixels)}'>{_e(row.get('width', ''))}\u00d7"
+                     f"{_e(row.get('height', ''))}</td>" if pixels else "<td data-v=''></td>")
         for column in columns:
             value = _value(row, column)
             cells.append("<td data-v=''></td>" if value is None else
-                         f"<td data-v='{value!r}'>{_fmt(column, value)}</td>")
+                         f"<td data-v='{_e(repr(value))}'>{_e(_fmt(column, value))}</td>")
         cells.append(f"<td class='error'>{_e(str(row.get('error') or ''))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return ("<section id='table'><h2>Summary table</h2><p class='hint'>Click a column to sort "
@@ -841,11 +852,13 @@ def _palette_html(card: Card) -> str:
                    f"style='background:{_e(card.palette_bar)}'></div>")
     out.append("<ul>")
     for code, share in card.palette[:SWATCH_LIMIT]:
-        out.append(f"<li><i style='background:{_e(code)}'></i>{_e(code)} {share:.1%}</li>")
+        out.append(f"<li><i style='background:{_e(code)}'></i>{_e(code)} "
+                   f"{_e(f'{share:.1%}')}</li>")
     out.append("</ul>")
     if len(card.palette) > SWATCH_LIMIT:
         rest = sum(s for _, s in card.palette[SWATCH_LIMIT:])
-        out.append(f"<p>and {len(card.palette) - SWATCH_LIMIT} more ({rest:.1%} of pixels)</p>")
+        out.append(f"<p>and {len(card.palette) - SWATCH_LIMIT} more ({_e(f'{rest:.1%}')} of "
+                   "pixels)</p>")
     if card.palette_note:
         out.append(f"<p>{_e(card.palette_note)}</p>")
     out.append("</div>")
@@ -879,10 +892,145 @@ def _curve_values_html(row: Row) -> str:
         ks, inertia, psnr = sweep
         header = ("k", "inertia", "PSNR")
         lines = list(zip(ks, inertia, psnr or [math.nan] * len(ks), strict=True))
-    cells = "".join("<tr>" + "".join(f"<td>{v:.4g}</td>" for v in line) + "</tr>"
+    cells = "".join("<tr>" + "".join(f"<td>{_e(f'{v:.4g}')}</td>" for v in line) + "</tr>"
                     for line in lines)
     return (f"<details><summary>{'K search' if k_curve else 'k sweep'} values</summary><table>"
             "<tr>" + "".join(f"<th>{h}</th>" for h in header) + f"</tr>{cells}</table></details>")
+
+
+# ---------------------------------------------------------------------------- reading back
+# metrics.jsonl and summary.json are read back as data a person or a program may have
+# edited: every value is checked for the type gpupix writes before the page uses it (and
+# every value is escaped where it is written, numbers included).
+
+MAX_SUMMARY_BYTES = 16 << 20
+MAX_TEXT = 1000          # a free-text field (notes, a mask source) longer than this is dropped
+MAX_PATH_TEXT = 8192     # input, output and the other path fields
+MAX_ERROR_TEXT = 2000    # an error message is cut, not dropped
+MAX_SERIES = 10_000      # values in a curve or a list of outputs
+PATH_KEYS = ("input", "output", *PATH_FIELDS)
+STATUSES = ("ok", "skipped", "failed")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _checked_row(row: Any) -> tuple[Row, list[str]]:
+    """The row with every field of the type gpupix writes; the others are left out, named.
+
+    Known fields are held to their own type (``width`` a whole number, ``palette`` a list of
+    ``#rrggbb``, paths strings); any other field is kept when it is a finite number, a
+    boolean, a short string, a list of numbers or a mapping of such lists (curves).
+    """
+    if not isinstance(row, dict):
+        return {"input": "?", "status": "failed", "error": "not a row"}, []
+    clean: Row = {}
+    dropped: list[str] = []
+    for key, value in row.items():
+        if not isinstance(key, str) or len(key) > 100:
+            dropped.append(_cut(repr(key), 40))
+            continue
+        if _field_ok(key, value):
+            clean[key] = value
+        elif key == "error" and isinstance(value, str):
+            clean[key] = _cut(value, MAX_ERROR_TEXT)
+        elif key == "status":
+            clean[key] = "failed"
+            clean.setdefault("error", f"status {_cut(repr(value), 40)} is not one of "
+                                      f"{', '.join(STATUSES)}")
+        else:
+            dropped.append(key)
+    clean.setdefault("input", "?")
+    problems = [f"metrics.jsonl: {', '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''}"
+                " not of the type gpupix writes; not shown"] if dropped else []
+    return clean, problems
+
+
+def _field_ok(key: str, value: Any) -> bool:
+    if key in PATH_KEYS:
+        return value is None or (isinstance(value, str) and 0 < len(value) <= MAX_PATH_TEXT
+                                 and "\0" not in value)
+    if key == "status":
+        return value in STATUSES
+    if key == "error":
+        return value is None or (isinstance(value, str) and len(value) <= MAX_ERROR_TEXT)
+    if key in ("width", "height", "bytes_in", "bytes_out"):
+        return _is_number(value) and float(value).is_integer() and 0 <= value < 2**53
+    if key == "outputs":
+        return isinstance(value, list) and len(value) <= MAX_SERIES and all(
+            _field_ok("output", item) and item is not None for item in value)
+    if key == "palette":
+        return isinstance(value, list) and len(value) <= 256 and all(
+            _is_hex_colour(code) for code in value)
+    if key == "palette_shares":
+        return _numbers(value)
+    return _plain_value(value)
+
+
+def _plain_value(value: Any) -> bool:
+    """A metric: a finite number, a boolean, a short string, numbers, or curves of numbers."""
+    if value is None or isinstance(value, bool) or _is_number(value):
+        return True
+    if isinstance(value, str):
+        return len(value) <= MAX_TEXT
+    if isinstance(value, list):
+        return _numbers(value)
+    if isinstance(value, dict):
+        return len(value) <= 16 and all(isinstance(k, str) and len(k) <= 100 and _numbers(v)
+                                        for k, v in value.items())
+    return False
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, list) and len(value) <= MAX_SERIES and all(
+        _is_number(v) for v in value)
+
+
+def _is_hex_colour(code: Any) -> bool:
+    return isinstance(code, str) and len(code) == 7 and code[0] == "#" and set(code[1:]) <= _HEX
+
+
+def _checked_summary(summary: Any) -> dict[str, Any] | None:
+    """summary.json with the fields the page uses held to their types (others left out)."""
+    if not isinstance(summary, dict):
+        return None
+    clean: dict[str, Any] = {}
+    if isinstance(summary.get("job"), str) and len(summary["job"]) <= 40:
+        clean["job"] = summary["job"]
+    for key in ("wall_seconds", "images_per_second"):
+        if _is_number(summary.get(key)):
+            clean[key] = summary[key]
+    for key in ("backend", "versions"):
+        value = summary.get(key)
+        if isinstance(value, dict):
+            clean[key] = {k: v for k, v in value.items() if isinstance(k, str) and len(k) <= 100
+                          and isinstance(v, str | int | float) and len(str(v)) <= MAX_TEXT}
+    for key in ("totals", "means"):
+        value = summary.get(key)
+        if isinstance(value, dict):
+            clean[key] = {k: v for k, v in value.items() if isinstance(k, str)
+                          and len(k) <= 100 and _is_number(v)}
+    config = summary.get("config")
+    if isinstance(config, dict) and _plain_tree(config, depth=6, budget=[10_000]):
+        clean["config"] = config  # only shown (as escaped YAML) and two inpaint settings read
+    return clean
+
+
+def _plain_tree(value: Any, *, depth: int, budget: list[int]) -> bool:
+    """JSON made of a bounded number of plain values, at most ``depth`` levels deep."""
+    budget[0] -= 1
+    if budget[0] < 0 or depth < 0:
+        return False
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and len(k) <= 100 and
+                   _plain_tree(v, depth=depth - 1, budget=budget) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain_tree(v, depth=depth - 1, budget=budget) for v in value)
+    if isinstance(value, str):
+        return len(value) <= MAX_PATH_TEXT
+    return value is None or isinstance(value, bool) or _is_number(value)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -928,7 +1076,10 @@ def _rgb_to_hex(rgb: Any) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite int or float that converts to float (JSON ints can have any length)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) if isinstance(value, float) else abs(value) < 2**63
 
 
 def _fmt(key: str, value: float) -> str:

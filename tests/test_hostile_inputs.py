@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import resource
 import time
 import zipfile
@@ -339,3 +340,273 @@ def test_a_model_over_the_size_budget_is_refused(folder, monkeypatch):
     model = write_npz(folder / "model.npz", real_model_members())
     line = one_line_error(run_with_model(folder, model)[1])
     assert "inflate to more than 4.0 KiB together" in line
+
+
+# ---------------------------------------------------------------------------- masks, palettes
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n"
+
+
+@pytest.fixture
+def eps_decoder_calls(monkeypatch) -> list[str]:
+    """Every time Pillow's EPS decoder (Ghostscript behind it) is asked to open a file."""
+    from PIL import EpsImagePlugin
+
+    calls: list[str] = []
+    original = EpsImagePlugin.EpsImageFile._open
+
+    def spy(self):
+        calls.append("eps")
+        return original(self)
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", spy)
+    return calls
+
+
+def inpaint_folder(folder: Path, mask_bytes: bytes) -> Path:
+    """a.png with a hostile a.mask.png, b.png whose missing pixels are magenta."""
+    image = gradient_image(16, 16)
+    Image.fromarray(image).save(folder / "images" / "a.png")
+    image[4:8, 4:8] = (255, 0, 255)
+    Image.fromarray(image).save(folder / "images" / "b.png")
+    (folder / "images" / "a.mask.png").write_bytes(mask_bytes)
+    return write_job(folder, HEAD.replace("job: quantize", "job: inpaint"))
+
+
+def test_an_eps_mask_never_reaches_the_eps_decoder(folder, eps_decoder_calls):
+    job = inpaint_folder(folder, EPS)
+    result = runner.invoke(app, ["run", str(job), "--quiet"])
+    assert result.exit_code == 1, result.output
+    rows = {Path(r["input"]).name: r for r in map(
+        json.loads, (folder / "out" / "metrics.jsonl").read_text().splitlines())}
+    assert rows["a.png"]["status"] == "failed" and rows["b.png"]["status"] == "ok"
+    assert "a.mask.png: not an image in a supported format" in rows["a.png"]["error"]
+    assert eps_decoder_calls == []
+    assert (folder / "out" / "summary.json").is_file()
+
+
+def test_a_mask_bomb_fails_its_image_and_the_batch_finishes(folder):
+    from tests.badfiles import bomb_png
+
+    job = inpaint_folder(folder, bomb_png(60000, 60000))
+    result = runner.invoke(app, ["run", str(job)])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "DecompressionBombError" not in result.output
+    rows = [json.loads(line) for line in (folder / "out" / "metrics.jsonl").read_text()
+            .splitlines()]
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 1 and "a.mask.png: declares" in failed[0]["error"]
+    assert "decompression bomb guard" in failed[0]["error"] and "\n" not in failed[0]["error"]
+    assert sum(r["status"] == "ok" for r in rows) == 1
+    assert (folder / "out" / "summary.json").is_file()
+    assert (folder / "out" / "report.html").is_file()
+    assert "ok / skipped / failed" in result.output  # the summary was printed
+
+
+def test_a_mask_of_another_size_fails_before_decoding(folder, monkeypatch):
+    from PIL import ImageFile
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((9, 7), np.uint8)).save(buffer, format="PNG")
+    job = inpaint_folder(folder, buffer.getvalue())
+    loads = []
+    original = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: (
+        loads.append(getattr(self, "filename", None) or self.size), original(self))[1])
+    result = runner.invoke(app, ["run", str(job), "--quiet"])
+    assert result.exit_code == 1
+    assert "a.mask.png: mask is 7x9 but its image a.png is 16x16" in result.output
+    assert (7, 9) not in loads  # the mask's pixels were never decoded
+
+
+def quantize_with_palette(folder: Path, name: str, content: bytes):
+    (folder / name).write_bytes(content)
+    job = write_job(folder, HEAD + f"quantize: {{palette: {name}}}\n")
+    return job, runner.invoke(app, ["run", str(job), "--quiet"])
+
+
+@pytest.mark.parametrize("name, content, fragment", [
+    ("palette.png", EPS, "not an image in a supported format"),
+    ("palette.png", b"GIF89a" + bytes(20), "not an image in a supported format"),
+    ("palette.json", b"[" * 100_000 + b"]" * 100_000, "RecursionError"),
+    ("palette.json", b'{"format": "gpupix-palette", "colours": [[0, 0, 0]], "x": "'
+     + b"y" * (2 << 20) + b'"}', "a palette.json is a few KB"),
+    ("palette.json", b'{"format": "gpupix-palette", "colours": [[true, 0, 0]]}',
+     "whole values 0..255"),
+    ("palette.json", b'{"format": "gpupix-palette", "colours": [[1.5, 0, 0]]}',
+     "whole values 0..255"),
+    ("palette.json", b'{"format": "gpupix-palette", "colours": [["0", 0, 0]]}',
+     "whole values 0..255"),
+    ("palette.json", b'{"format": "gpupix-palette", "colours": [[0, 0, 0]], "alpha": [300]}',
+     "alpha must list"),
+], ids=["eps", "not png", "deep json", "huge json", "bool", "float", "string", "alpha"])
+def test_a_hostile_palette_file_is_one_line(folder, eps_decoder_calls, name, content,
+                                            fragment):
+    job, result = quantize_with_palette(folder, name, content)
+    line = one_line_error(result)
+    assert "quantize.palette" in line and str(folder / name) in line and fragment in line
+    assert len(line) < 600 and eps_decoder_calls == []
+
+
+def test_a_palette_png_bomb_header_is_refused(folder):
+    from tests.badfiles import bomb_png
+
+    job, result = quantize_with_palette(folder, "palette.png", bomb_png(60000, 60000))
+    line = one_line_error(result)
+    assert "quantize.palette" in line and "decompression bomb guard" in line
+
+
+def test_a_palette_png_with_a_long_trns_keeps_its_colours(folder):
+    from tests.badfiles import PNG_SIGNATURE, png_chunk
+
+    header = png_chunk(b"IHDR", (16).to_bytes(4, "big") * 2 + bytes([8, 3, 0, 0, 0]))
+    rows = b"".join(b"\x00" + bytes([0] * 8 + [1] * 8) for _ in range(16))
+    import zlib
+
+    data = (PNG_SIGNATURE + header + png_chunk(b"PLTE", bytes([255, 0, 0, 0, 0, 255]))
+            + png_chunk(b"tRNS", bytes([10]) * 256) + png_chunk(b"IDAT", zlib.compress(rows))
+            + png_chunk(b"IEND", b""))
+    (folder / "swatch.png").write_bytes(data)
+    from gpupix.palette_io import load_palette
+
+    colours, alpha = load_palette(folder / "swatch.png")
+    assert colours.tolist() == [[255, 0, 0], [0, 0, 255]] and alpha.tolist() == [10, 10]
+
+
+# ---------------------------------------------------------------------------- printed paths
+
+
+def test_markup_in_folder_and_file_names_is_printed_not_parsed(tmp_path):
+    images = tmp_path / "images"
+    (images / "sub[").mkdir(parents=True)
+    Image.fromarray(gradient_image(8, 8)).save(images / "a.png")
+    (images / "sub[" / "x].png").write_bytes(b"not an image")
+    (images / "[bold red]b.png").write_bytes(b"not an image either")
+    job = write_job(tmp_path, "job: quantize\ninput: {paths: [images], recursive: true}\n"
+                              "output: {dir: 'out[/x]'}\nbackend: cpu\nquantize: {k: 4}\n")
+    result = runner.invoke(app, ["run", str(job)], env={"COLUMNS": "1000"})
+    assert result.exit_code == 1, result.output  # some failed; not a crash
+    assert "MarkupError" not in result.output and "Traceback" not in result.output
+    assert "sub[/x].png: not an image" in result.output
+    assert "[bold red]b.png: not an image" in result.output
+    assert f"{tmp_path}/out[/x]" in result.output
+    assert (tmp_path / "out[" / "x]" / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_a_newline_in_a_file_name_cannot_forge_a_line(tmp_path, quiet):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(gradient_image(8, 8)).save(images / "a.png")
+    (images / "b\nfailed: forged.png").write_bytes(b"not an image")
+    (images / "c\x1b[2J.png").write_bytes(b"not an image")
+    job = write_job(tmp_path, HEAD)
+    result = runner.invoke(app, ["run", str(job), *(["--quiet"] if quiet else [])],
+                           env={"COLUMNS": "1000"})
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert not any(line.startswith("failed: forged") for line in lines)
+    assert "\x1b[2J" not in result.output
+    assert any("b\\nfailed: forged.png" in line for line in lines)
+    if quiet:
+        assert len(lines) == 2 and all(line.startswith("failed: ") for line in lines)
+
+
+def test_config_errors_print_control_characters_escaped(tmp_path):
+    job = tmp_path / "job\nerror: forged.yaml"
+    job.write_text("job: nope\n")
+    result = runner.invoke(app, ["validate", str(job)])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "job\\nerror: forged.yaml" in result.output
+
+
+# ---------------------------------------------------------------------------- report from files
+
+
+def hostile_run(tmp_path: Path) -> Path:
+    """A finished run whose metrics.jsonl and summary.json were edited by someone else."""
+    out = tmp_path / "out"
+    out.mkdir()
+    Image.fromarray(gradient_image(8, 8)).save(tmp_path / "a.png")
+    xss = "<img src=x onerror=alert(1)>"
+    rows = [
+        {"input": str(tmp_path / "a.png"), "output": str(tmp_path / "a.png"), "status": "ok",
+         "width": xss, "height": 8, "psnr": 30.0, "bytes_in": 10, "bytes_out": xss,
+         "palette": ["red;background-image:url(http://attacker.example/x)", "#00ff00"],
+         "palette_shares": [0.5, xss], "notes": "</dd><script>alert(1)</script>",
+         f"<script>{xss}": 1.0, "k_curve": [1.0, xss], "outputs": xss, "huge": 10**400,
+         "nested": {"a": {"b": [1]}}, "error": None},
+        {"input": xss, "output": None, "status": f"<b>{xss}</b>", "error": f"<i>{xss}</i>"},
+        {"input": str(tmp_path / "a.png"), "status": "ok", "mask_source": "file",
+         "output": str(tmp_path / "a.png"), "psnr": float("inf")},
+        ["not", "a", "row"],
+    ]
+    lines = [json.dumps(row) for row in rows if isinstance(row, dict)]
+    lines += ["[" * 50_000 + "]" * 50_000, '{"input": 1' + "0" * 5000 + "}", "{broken"]
+    (out / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    summary = {"job": xss, "wall_seconds": xss, "images_per_second": "fast",
+               "totals": {"bytes_in": xss, "pixels": "many"}, "means": {"psnr": xss},
+               "backend": {"backend": xss, "device": {"nested": xss}},
+               "versions": {"gpupix": xss},
+               "config": {"inpaint": {"mask_suffix": "/../../etc/passwd", "key_color": xss},
+                          "executor": {"kind": "dask", "address": "tcp://attacker:8786"}}}
+    (out / "summary.json").write_text(json.dumps(summary))
+    return out
+
+
+def test_gpupix_report_escapes_and_checks_every_value(tmp_path):
+    out = hostile_run(tmp_path)
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    page = (out / "report.html").read_text()
+    assert "<img src=x" not in page and "onerror=alert(1)>" not in page
+    assert page.count("<script") == 1  # the page's own
+    assert "url(http" not in page and "background-image" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page  # shown, as text
+    # the reader is told what was left out, and the rest of the row is still shown
+    note = re.search(r"metrics.jsonl: ([^<]*) not of the type gpupix writes", page)
+    assert note and note.group(1).split(", ")[:4] == ["width", "bytes_out", "palette",
+                                                     "palette_shares"], note
+    assert "psnr</dt><dd>30" in page and "<dt>height</dt>" not in page
+
+
+def test_a_summary_json_cannot_bring_a_dask_address(tmp_path, monkeypatch):
+    """gpupix report reads a recorded config as data: no executor is built from it."""
+    import distributed
+
+    from gpupix import config as config_module
+    from gpupix.executors import dask as dask_executor
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a Dask client was created from a file gpupix reads as data")
+
+    monkeypatch.setattr(distributed, "Client", refuse)
+    monkeypatch.setattr(dask_executor.DaskExecutor, "__init__", refuse)
+    built = []
+    monkeypatch.setattr(config_module, "validate_config",
+                        lambda *a, **k: built.append(a) or pytest.fail("config rebuilt"))
+    out = hostile_run(tmp_path)
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+    assert built == []
+
+
+def test_data_files_never_become_settings(folder, monkeypatch):
+    """A palette.json or a model's settings naming an executor change nothing: the only
+    config is the job file the user runs (and their --set)."""
+    from gpupix import config as config_module
+    from gpupix.palette_io import palette_json
+
+    palette = json.loads(palette_json(np.array([[0, 0, 0], [255, 255, 255]]), None))
+    palette["executor"] = {"kind": "dask", "address": "tcp://attacker:8786"}
+    (folder / "p.json").write_text(json.dumps(palette))
+    built = []
+    real = config_module.validate_config
+    monkeypatch.setattr(config_module, "validate_config",
+                        lambda *a, **k: built.append(a) or real(*a, **k))
+    job = write_job(folder, HEAD + "quantize: {palette: p.json}\n")
+    result = runner.invoke(app, ["run", str(job), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert len(built) == 1 and "address" not in json.dumps(built[0][0])
+    summary = json.loads((folder / "out" / "summary.json").read_text())
+    assert summary["config"]["executor"] == {"kind": "local", "address": None,
+                                             "n_workers": None, "chunk": 64, "retries": 2}

@@ -10,12 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from gpupix.backends.base import Backend
 from gpupix.config import JobConfig
 from gpupix.errors import ImageError
-from gpupix.io import IMAGE_SUFFIXES, DecodedImage, InputItem, decode
+from gpupix.io import IMAGE_SUFFIXES, DecodedImage, InputItem, decode, open_image
 from gpupix.jobs.base import Processed
 from gpupix.jobs.corrupt import encode_png
 from gpupix.jobs.quantize import metric_grid
@@ -26,21 +25,18 @@ from gpupix.ops.metrics import compute_metrics, psnr
 def read_mask(mask_path: Path, image_path: Path, shape: tuple[int, int]) -> np.ndarray:
     """(H, W) bool, True where the mask file is light (> 127 after conversion to grey).
 
-    Raises :class:`ImageError` when it cannot be read or its size is not the image's.
+    The mask is an untrusted picture like the image: it is opened by
+    :func:`gpupix.io.open_image` (decoder allowlist, decompression bomb guard) and its
+    declared size is compared with the image's before any pixel is decoded. Raises
+    :class:`ImageError` (this image fails, the batch goes on).
     """
-    try:
-        with Image.open(mask_path) as mask:
-            size = mask.size
-            if size != (shape[1], shape[0]):
-                raise ImageError(
-                    f"{mask_path}: mask is {size[0]}x{size[1]} but its image "
-                    f"{image_path.name} is {shape[1]}x{shape[0]}; they must be the same size")
-            grey = np.asarray(mask.convert("L"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, ImageError):
-            raise
-        raise ImageError(f"{mask_path}: cannot read mask ({type(exc).__name__}: {exc})"
-                         ) from None
+    with open_image(mask_path) as (mask, _):
+        size = mask.size
+        if size != (shape[1], shape[0]):
+            raise ImageError(
+                f"{mask_path}: mask is {size[0]}x{size[1]} but its image "
+                f"{image_path.name} is {shape[1]}x{shape[0]}; they must be the same size")
+        grey = np.asarray(mask.convert("L"))
     return grey > 127
 
 
