@@ -25,6 +25,15 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # the OS cannot take a NUL in a path: refused here, not as a ValueError from os.stat
+        values = value if isinstance(value, list | tuple) else (value,)
+        if any(isinstance(v, str) and "\0" in v for v in values):
+            raise ValueError("holds a NUL character, which no path or setting can")
+        return value
+
 
 class InputConfig(Section):
     paths: tuple[str, ...] = Field(min_length=1)

@@ -108,7 +108,7 @@ def read_rows(path: Path) -> list[Row]:
             row = json.loads(line)
         except (ValueError, RecursionError):  # torn, too deep, or an int of 5000 digits
             continue
-        if isinstance(row, dict) and "input" in row:
+        if isinstance(row, dict) and isinstance(row.get("input"), str):
             rows.append(row)
     return rows
 

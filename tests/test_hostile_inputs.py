@@ -610,3 +610,36 @@ def test_data_files_never_become_settings(folder, monkeypatch):
     summary = json.loads((folder / "out" / "summary.json").read_text())
     assert summary["config"]["executor"] == {"kind": "local", "address": None,
                                              "n_workers": None, "chunk": 64, "retries": 2}
+
+
+# ---------------------------------------------------------------------------- neighbours
+
+
+@pytest.mark.parametrize("field", ["input.paths", "output.dir", "quantize.palette"])
+def test_a_nul_character_in_a_setting_is_one_line(folder, field):
+    section, key = field.split(".")
+    value = '["a\\0b"]' if field == "input.paths" else '"a\\0b.json"'
+    text = HEAD.replace("backend: cpu\n", "") if section != "quantize" else HEAD
+    job = write_job(folder, text + f"{section}: {{{key}: {value}}}\n"
+                    if section == "quantize" else text)
+    args = ["validate", str(job)] + ([] if section == "quantize" else
+                                     ["--set", f'{field}={value}'])
+    line = one_line_error(runner.invoke(app, args))
+    assert f"{field}: holds a NUL character" in line
+
+
+def test_a_rerun_over_an_edited_metrics_jsonl_does_not_crash(folder):
+    job = write_job(folder, HEAD + "quantize: {k: 4}\n")
+    assert runner.invoke(app, ["run", str(job), "--quiet"]).exit_code == 0
+    metrics = folder / "out" / "metrics.jsonl"
+    row = json.loads(metrics.read_text().splitlines()[0])
+    edited = [{**row, "width": "x", "height": 10**9, "error": "<b>"},
+              {"input": ["not", "a", "path"], "status": "ok"},
+              "[" * 50_000 + "]" * 50_000, '{"input": 1' + "0" * 5000 + "}"]
+    metrics.write_text("\n".join(e if isinstance(e, str) else json.dumps(e) for e in edited))
+    result = runner.invoke(app, ["run", str(job)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    summary = json.loads((folder / "out" / "summary.json").read_text())
+    assert summary["counts"] == {"ok": 0, "skipped": 1, "failed": 0}
+    page = (folder / "out" / "report.html").read_text()
+    assert "<b>" not in page.split("<body")[1].replace("<b>palette</b>", "")
