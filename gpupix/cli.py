@@ -257,7 +257,7 @@ def _print_summary(result) -> None:
     from rich.table import Table
 
     summary = result.summary
-    console = Console()
+    console = Console(emoji=False)  # a file named :smile:.png is printed as named
     counts = summary["counts"]
     table = Table(title=f"gpupix {summary['job']}: {summary['images']} images "
                   f"in {summary['wall_seconds']:.2f}s on "

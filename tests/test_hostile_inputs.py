@@ -482,6 +482,7 @@ def test_markup_in_folder_and_file_names_is_printed_not_parsed(tmp_path):
     Image.fromarray(gradient_image(8, 8)).save(images / "a.png")
     (images / "sub[" / "x].png").write_bytes(b"not an image")
     (images / "[bold red]b.png").write_bytes(b"not an image either")
+    (images / ":thumbs_up:.png").write_bytes(b"nor this")
     job = write_job(tmp_path, "job: quantize\ninput: {paths: [images], recursive: true}\n"
                               "output: {dir: 'out[/x]'}\nbackend: cpu\nquantize: {k: 4}\n")
     result = runner.invoke(app, ["run", str(job)], env={"COLUMNS": "1000"})
@@ -489,6 +490,7 @@ def test_markup_in_folder_and_file_names_is_printed_not_parsed(tmp_path):
     assert "MarkupError" not in result.output and "Traceback" not in result.output
     assert "sub[/x].png: not an image" in result.output
     assert "[bold red]b.png: not an image" in result.output
+    assert ":thumbs_up:.png: not an image" in result.output
     assert f"{tmp_path}/out[/x]" in result.output
     assert (tmp_path / "out[" / "x]" / "summary.json").is_file()
 
