@@ -271,6 +271,14 @@ class InpaintConfig(Section):
     reference: str | None = None
     tile: int = Field(256, ge=16, le=16_384)
 
+    @field_validator("mask_suffix")
+    @classmethod
+    def _a_name_ending(cls, suffix: str) -> str:
+        # the mask is the file beside its image: a suffix with a separator would name another
+        if "/" in suffix or "\\" in suffix:
+            raise ValueError(f"must end a file name (no / or \\), got {shown(suffix)}")
+        return suffix
+
     @field_validator("key_color")
     @classmethod
     def _hex_colour(cls, value: str) -> str:

@@ -645,3 +645,10 @@ def test_a_rerun_over_an_edited_metrics_jsonl_does_not_crash(folder):
     assert summary["counts"] == {"ok": 0, "skipped": 1, "failed": 0}
     page = (folder / "out" / "report.html").read_text()
     assert "<b>" not in page.split("<body")[1].replace("<b>palette</b>", "")
+
+
+def test_a_mask_suffix_cannot_reach_another_folder(folder):
+    job = write_job(folder, HEAD.replace("job: quantize", "job: inpaint")
+                    + "inpaint: {mask_suffix: /../../etc/passwd}\n")
+    line = one_line_error(runner.invoke(app, ["validate", str(job)]))
+    assert "inpaint.mask_suffix: must end a file name" in line

@@ -377,12 +377,12 @@ def _model_meta(text: str) -> dict[str, Any]:
     channels, features = meta["channels"], meta["features"]
     problems = {
         "channels": channels not in (1, 3),
-        "k": not 1 <= meta["k"] <= MAX_K,
+        "k": not 1 <= meta["k"] <= min(MAX_K, meta["rows"]),  # the fit takes min(k, rows)
         "weights": meta["weights"] not in WEIGHTS,
         "h": not (math.isfinite(meta["h"]) and meta["h"] > 0),
         "components": not 1 <= meta["components"] <= features,
         "search_dims": not 1 <= meta["search_dims"] <= meta["components"],
-        "rows": meta["rows"] < 1,
+        "rows": meta["rows"] < 2,  # the fit needs two training rows
     }
     if kind == "whole":
         problems["features"] = not (1 <= features <= MAX_WHOLE_VALUES and features ==
