@@ -928,6 +928,10 @@ def _checked_row(row: Any) -> tuple[Row, list[str]]:
         if not isinstance(key, str) or len(key) > 100:
             dropped.append(_cut(repr(key), 40))
             continue
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None  # as metrics.jsonl has it (an identical output's PSNR is infinite)
+        elif isinstance(value, tuple):
+            value = list(value)
         if _field_ok(key, value):
             clean[key] = value
         elif key == "error" and isinstance(value, str):
@@ -980,8 +984,9 @@ def _plain_value(value: Any) -> bool:
 
 
 def _numbers(value: Any) -> bool:
-    return isinstance(value, list) and len(value) <= MAX_SERIES and all(
-        _is_number(v) for v in value)
+    """A list of numbers; ``null`` (an infinite value in metrics.jsonl) may be among them."""
+    return isinstance(value, list | tuple) and len(value) <= MAX_SERIES and all(
+        v is None or isinstance(v, float) or _is_number(v) for v in value)
 
 
 def _is_hex_colour(code: Any) -> bool:

@@ -652,3 +652,14 @@ def test_a_mask_suffix_cannot_reach_another_folder(folder):
                     + "inpaint: {mask_suffix: /../../etc/passwd}\n")
     line = one_line_error(runner.invoke(app, ["validate", str(job)]))
     assert "inpaint.mask_suffix: must end a file name" in line
+
+
+def test_a_real_run_reports_every_field_it_wrote(folder):
+    """The row checks accept everything gpupix itself writes, an infinite PSNR included."""
+    # a.png has 64 pixels, so k=256 reproduces it exactly: its PSNR is infinite (null)
+    job = write_job(folder, HEAD + "quantize: {k: 256, sweep: true}\n")
+    assert runner.invoke(app, ["run", str(job), "--quiet"]).exit_code == 0
+    page = (folder / "out" / "report.html").read_text()
+    assert "not of the type gpupix writes" not in page
+    assert runner.invoke(app, ["report", str(folder / "out")]).exit_code == 0
+    assert "not of the type gpupix writes" not in (folder / "out" / "report.html").read_text()
