@@ -439,6 +439,15 @@ class _BoundedLoader(yaml.SafeLoader):
                     f"{first.line + 1})", key_node.start_mark)
         return node
 
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. 2001-13-01, !!float abc
+            value = shown(node.value) if isinstance(node, yaml.ScalarNode) else "this value"
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {value} as {node.tag.rsplit(':', 1)[-1]} "
+                f"({_cut(str(exc), 120)})", node.start_mark) from None
+
     def construct_yaml_int(self, node: Any) -> Any:
         if len(node.value) > MAX_NUMBER_CHARS:  # int() of thousands of digits is refused, slowly
             raise yaml.constructor.ConstructorError(

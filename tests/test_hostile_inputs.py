@@ -663,3 +663,15 @@ def test_a_real_run_reports_every_field_it_wrote(folder):
     assert "not of the type gpupix writes" not in page
     assert runner.invoke(app, ["report", str(folder / "out")]).exit_code == 0
     assert "not of the type gpupix writes" not in (folder / "out" / "report.html").read_text()
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("2001-13-01", "cannot read '2001-13-01' as timestamp (month must be in 1..12)"),
+    ("!!float abc", "cannot read 'abc' as float"),
+    ("!!int 0x", "cannot read '0x' as int"),
+    ("{? [1, 2] : 3}", "found unhashable key"),
+], ids=["bad date", "bad float", "bad int", "unhashable key"])
+def test_a_value_yaml_cannot_build_is_one_line(folder, value, fragment):
+    job = write_job(folder, HEAD + f"seed: {value}\n")
+    line = one_line_error(runner.invoke(app, ["validate", str(job)]))
+    assert "line 5" in line and fragment in line, line
