@@ -460,9 +460,9 @@ _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct
 
 
 def _parse_yaml(text: str, source: str) -> Any:
-    if len(text) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{source}: {len(text):,} characters; a job file is at most "
-                          f"{MAX_CONFIG_BYTES:,}")
+    if len(text) > MAX_CONFIG_BYTES:  # a --set value, or a job file read by the caller
+        raise ConfigError(f"{source}: more than {MAX_CONFIG_BYTES:,} characters; a job file "
+                          "is a few settings")
     try:
         return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -533,8 +533,13 @@ def validate_config(data: Any, *, source: str = "<config>", base_dir: Path | Non
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> JobConfig:
     """Read, override and validate a job file. Raises :class:`ConfigError` with one line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # bounded: a job file named /dev/zero (or a pipe that never ends) is refused
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: more than {MAX_CONFIG_BYTES:,} bytes; a job file is "
+                              "a few settings")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:

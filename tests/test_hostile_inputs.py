@@ -151,7 +151,13 @@ def test_python_tags_are_not_constructed(folder):
 def test_oversized_job_file_is_refused_unread(folder):
     job = write_job(folder, HEAD + "# " + "x" * (1 << 20) + "\n")
     line = one_line_error(runner.invoke(app, ["validate", str(job)]))
-    assert "a job file is at most" in line
+    assert "more than 1,048,576 bytes; a job file is a few settings" in line
+
+
+def test_a_job_file_that_never_ends_is_read_bounded():
+    result = runner.invoke(app, ["validate", "/dev/zero"])
+    line = one_line_error(result)
+    assert line.startswith("error: /dev/zero: more than 1,048,576 bytes")
 
 
 @pytest.mark.parametrize("value, fragment", [
