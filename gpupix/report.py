@@ -148,7 +148,7 @@ def write_report(output_dir: str | Path, rows: list[Row], summary: dict[str, Any
         (assets / sub).mkdir(parents=True, exist_ok=True)
     job = (summary or {}).get("job") or _guess_job(rows)
     config = (summary or {}).get("config") or {}
-    inpaint = config.get("inpaint") or {}
+    inpaint = config.get("inpaint") if isinstance(config.get("inpaint"), dict) else {}
     key_color = _hex_to_rgb(str(inpaint.get("key_color", KEY_COLOR)))
     mask_suffix = inpaint.get("mask_suffix")
     if not isinstance(mask_suffix, str) or not mask_suffix or set(mask_suffix) & set("/\\\0"):

@@ -578,6 +578,17 @@ def test_gpupix_report_escapes_and_checks_every_value(tmp_path):
     assert "psnr</dt><dd>30" in page and "<dt>height</dt>" not in page
 
 
+@pytest.mark.parametrize("config", [{"inpaint": ["not", "a", "section"]}, ["a list"],
+                                    {"inpaint": {"key_color": 7, "mask_suffix": None}},
+                                    {"deep": json.loads("[" * 500 + "]" * 500)}])
+def test_a_recorded_config_of_the_wrong_shape_is_ignored(tmp_path, config):
+    out = hostile_run(tmp_path)
+    summary = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text(json.dumps({**summary, "config": config}))
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+
+
 def test_a_summary_json_cannot_bring_a_dask_address(tmp_path, monkeypatch):
     """gpupix report reads a recorded config as data: no executor is built from it."""
     import distributed
