@@ -98,18 +98,30 @@ def _finite(value: Any) -> Any:
     return value
 
 
+MAX_ROW_CHARS = 1 << 20  # a row is a few KB; a longer line was not written by gpupix
+
+
 def read_rows(path: Path) -> list[Row]:
-    """Rows of a metrics.jsonl; a torn last line (a killed run) is ignored."""
+    """Rows of a metrics.jsonl; a torn last line (a killed run) is ignored.
+
+    The file is read back as data: a line longer than :data:`MAX_ROW_CHARS` is skipped
+    without being held whole, and so is one that is not a JSON object with a string input.
+    """
     rows: list[Row] = []
     if not path.is_file():
         return rows
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError):  # torn, too deep, or an int of 5000 digits
-            continue
-        if isinstance(row, dict) and isinstance(row.get("input"), str):
-            rows.append(row)
+    with open(path, encoding="utf-8", errors="replace", newline="\n") as handle:
+        while line := handle.readline(MAX_ROW_CHARS + 1):
+            if len(line) > MAX_ROW_CHARS:  # skip the rest of this line, a piece at a time
+                while line and not line.endswith("\n"):
+                    line = handle.readline(MAX_ROW_CHARS)
+                continue
+            try:
+                row = json.loads(line)
+            except (ValueError, RecursionError):  # torn, too deep, or an int of 5000 digits
+                continue
+            if isinstance(row, dict) and isinstance(row.get("input"), str):
+                rows.append(row)
     return rows
 
 

@@ -692,3 +692,24 @@ def test_a_value_yaml_cannot_build_is_one_line(folder, value, fragment):
     job = write_job(folder, HEAD + f"seed: {value}\n")
     line = one_line_error(runner.invoke(app, ["validate", str(job)]))
     assert "line 5" in line and fragment in line, line
+
+
+def test_a_huge_line_in_metrics_jsonl_is_skipped_unheld(tmp_path):
+    import tracemalloc
+
+    from gpupix.pipeline import read_rows
+
+    metrics = tmp_path / "metrics.jsonl"
+    with open(metrics, "w") as handle:
+        handle.write(json.dumps({"input": "a"}) + "\n" + '{"input": "')
+        for _ in range(48):  # one 48 MiB line
+            handle.write("x" * (1 << 20))
+        handle.write('"}\n' + json.dumps({"input": "b"}) + "\n" + '{"input": "c"')
+    tracemalloc.start()
+    try:
+        rows = read_rows(metrics)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [r["input"] for r in rows] == ["a", "b"]
+    assert peak < 16 << 20  # a few pieces of 1 MiB, never the whole line
