@@ -464,13 +464,13 @@ def _parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: more than {MAX_CONFIG_BYTES:,} characters; a job file "
                           "is a few settings")
     try:
-        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader: builds no Python object
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         raise ConfigError(f"{source}: invalid YAML at {where}: {exc.problem}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {shown(str(exc), 160)}") from None
+        raise ConfigError(f"{source}: invalid YAML: {_cut(str(exc), 160)}") from None
     except RecursionError:  # a last resort: the depth bound above should come first
         raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
 
