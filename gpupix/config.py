@@ -263,7 +263,14 @@ class InpaintConfig(Section):
     def _hex_colour(cls, value: str) -> str:
         text = value.strip().lstrip("#")
         if len(text) != 6 or any(c not in "0123456789abcdefABCDEF" for c in text):
-            raise ValueError(f"must be a colour like '#ff00ff', got {value!r}")
+            from PIL import ImageColor
+
+            try:  # a colour name, as corrupt's mark takes one: magenta, black, ...
+                rgb = ImageColor.getrgb(value.strip())[:3]
+            except ValueError:
+                raise ValueError(f"must be a colour like '#ff00ff' or a name like 'magenta', "
+                                 f"got {value!r}") from None
+            return "#{:02x}{:02x}{:02x}".format(*rgb)
         return "#" + text.lower()
 
     @field_validator("k")
@@ -333,6 +340,11 @@ class JobConfig(Section):
         return getattr(self, self.job)
 
 
+def section_model(job: str) -> type[Section]:
+    """The config model of a job's own section (``QuantizeConfig`` for ``quantize``)."""
+    return JobConfig.model_fields[job].annotation.__args__[0]
+
+
 def _parse_yaml(text: str, source: str) -> Any:
     try:
         return yaml.safe_load(text)
@@ -350,7 +362,10 @@ def apply_override(data: dict[str, Any], assignment: str, source: str = "--set")
     if not sep or not key.strip():
         raise ConfigError(f"--set {assignment!r}: expected key.path=value")
     parts = key.strip().split(".")
-    value = _parse_yaml(raw_value, f"--set {key}")
+    if raw_value.strip().startswith("#"):  # a colour like #ff00ff, not a YAML comment
+        value: Any = raw_value.strip()
+    else:
+        value = _parse_yaml(raw_value, f"--set {key}")
     node = data
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
@@ -367,7 +382,7 @@ def _format_error(error: dict[str, Any]) -> str:
     path = ".".join(str(p) for p in error["loc"]) or "(top level)"
     message = error["msg"]
     if error["type"] == "extra_forbidden":
-        message = "unknown key"
+        message = "unknown key" + _did_you_mean(tuple(error["loc"]))
     elif message.startswith("Value error, "):
         message = message[len("Value error, "):]
     got = error.get("input")
@@ -375,6 +390,26 @@ def _format_error(error: dict[str, Any]) -> str:
         if not message.endswith(f"got {got}"):
             message += f", got {got!r}"
     return f"{path}: {message}"
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """'; did you mean quantize.k?' for a mistyped key, from the keys its section has."""
+    import difflib
+    import types
+    import typing
+
+    model: Any = JobConfig
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        candidates = [field.annotation, *typing.get_args(field.annotation)]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, Section)),
+                     None)
+        if model is None or isinstance(model, types.UnionType):
+            return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.5)
+    return f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])}?" if close else ""
 
 
 def validate_config(data: Any, *, source: str = "<config>", base_dir: Path | None = None

@@ -89,12 +89,14 @@ def as_rgb(values: np.ndarray) -> np.ndarray:
 class DenoiseJob:
     name = "denoise"
 
-    def __init__(self, config: JobConfig) -> None:
+    def __init__(self, config: JobConfig, *, model: KnnDenoiser | None = None) -> None:
+        """``model``: an already fitted denoiser (the Python API), instead of reading
+        ``denoise.model``."""
         self.config = config
         self.settings = config.denoise
         self.noise = noise_model(self.settings.noise) if self.settings.noise else None
-        self.model: KnnDenoiser | None = None
-        if self.settings.method == "model":
+        self.model: KnnDenoiser | None = model
+        if self.settings.method == "model" and model is None:
             path = Path(self.settings.model)
             if not path.is_file():
                 raise ConfigError(f"denoise.model: {str(path)!r} does not exist "

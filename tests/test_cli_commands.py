@@ -1,0 +1,103 @@
+"""The commands a shell user guesses: one per job (flags from its config section), the
+version, a hint when `run` is given an image, colour values in --set, and suggestions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+import gpupix
+from gpupix.cli import app
+from gpupix.config import JOB_SECTIONS, section_model
+from tests.conftest import gradient_image
+
+runner = CliRunner()
+
+
+def _images(folder: Path) -> list[Path]:
+    folder.mkdir()
+    paths = []
+    for seed in range(2):
+        path = folder / f"g{seed}.png"
+        Image.fromarray(gradient_image(24, 30, seed=seed)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_every_job_has_a_command_with_a_flag_per_section_key():
+    for job in JOB_SECTIONS:
+        result = runner.invoke(app, [job.replace("_", "-"), "--help"], terminal_width=200)
+        assert result.exit_code == 0, result.output
+        for key in section_model(job).model_fields:
+            assert f"--{key.replace('_', '-')}" in result.output, (job, key)
+
+
+def test_quantize_command_writes_what_the_job_file_writes(tmp_path):
+    images = _images(tmp_path / "in")
+    result = runner.invoke(app, ["quantize", *map(str, images), "-o", str(tmp_path / "a"),
+                                 "--k", "5", "--dither", "floyd_steinberg", "--quiet",
+                                 "--set", "report=false"])
+    assert result.exit_code == 0, result.output
+    job = tmp_path / "job.yaml"
+    job.write_text(f"job: quantize\ninput: {{paths: ['{tmp_path / 'in'}']}}\n"
+                   f"output: {{dir: '{tmp_path / 'b'}'}}\nreport: false\n"
+                   "quantize: {k: 5, dither: floyd_steinberg}\n")
+    assert runner.invoke(app, ["run", str(job), "--quiet"]).exit_code == 0
+    for image in images:
+        assert (tmp_path / "a" / image.name).read_bytes() == \
+            (tmp_path / "b" / image.name).read_bytes()
+
+
+def test_command_errors_are_one_line_config_errors(tmp_path):
+    images = _images(tmp_path / "in")
+    result = runner.invoke(app, ["quantize", str(images[0]), "-o", str(tmp_path / "o"),
+                                 "--k", "1000"])
+    assert result.exit_code == 2
+    assert "error: gpupix quantize: quantize.k: must be 2..256" in result.output
+    result = runner.invoke(app, ["inpaint", str(images[0]), "-o", str(tmp_path / "o"),
+                                 "--set", "inpaint.metod=knn"])
+    assert result.exit_code == 2
+    assert "inpaint.metod: unknown key; did you mean inpaint.method?" in result.output
+
+
+def test_run_given_an_image_suggests_the_command(tmp_path):
+    image = _images(tmp_path / "in")[0]
+    result = runner.invoke(app, ["run", str(image)])
+    assert result.exit_code == 2
+    assert "is an image, not a job file" in result.output
+    assert f"gpupix quantize {image} -o OUTPUT_DIR" in result.output
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"gpupix {gpupix.__version__}"
+
+
+def test_hash_colour_in_set_and_named_colours(tmp_path):
+    rgb = gradient_image(20, 20)
+    rgb[3:6, 3:6] = (0, 255, 0)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "in" / "x.png")
+    for value in ("#00ff00", "lime"):
+        out = tmp_path / f"out{value.strip('#')}"
+        result = runner.invoke(app, ["inpaint", str(tmp_path / "in" / "x.png"), "-o", str(out),
+                                     "--quiet", "--set", f"inpaint.key_color={value}",
+                                     "--set", "inpaint.k=2", "--set", "report=false"])
+        assert result.exit_code == 0, result.output
+        row = (out / "metrics.jsonl").read_text()
+        assert '"missing_pixels": 9' in row and '"mask_source": "key_color"' in row
+        filled = np.asarray(Image.open(out / "x.png"))
+        assert not (filled[3:6, 3:6] == (0, 255, 0)).all(axis=2).any()
+
+
+def test_validate_counts_the_images(tmp_path):
+    _images(tmp_path / "in")
+    job = tmp_path / "job.yaml"
+    job.write_text(f"job: quantize\ninput: {{paths: ['{tmp_path / 'in'}']}}\n"
+                   f"output: {{dir: '{tmp_path / 'o'}'}}\n")
+    result = runner.invoke(app, ["validate", str(job)])
+    assert result.exit_code == 0
+    assert "valid quantize job; input.paths match 2 images" in result.output
