@@ -85,7 +85,8 @@ def test_hash_colour_in_set_and_named_colours(tmp_path):
         out = tmp_path / f"out{value.strip('#')}"
         result = runner.invoke(app, ["inpaint", str(tmp_path / "in" / "x.png"), "-o", str(out),
                                      "--quiet", "--set", f"inpaint.key_color={value}",
-                                     "--set", "inpaint.k=2", "--set", "report=false"])
+                                     "--set", "inpaint.k=2", "--set", "report=false",
+                                     "--set", "inpaint.key_tolerance=0"])
         assert result.exit_code == 0, result.output
         row = (out / "metrics.jsonl").read_text()
         assert '"missing_pixels": 9' in row and '"mask_source": "key_color"' in row
@@ -101,3 +102,23 @@ def test_validate_counts_the_images(tmp_path):
     result = runner.invoke(app, ["validate", str(job)])
     assert result.exit_code == 0
     assert "valid quantize job; input.paths match 2 images" in result.output
+
+
+def test_key_colour_marks_survive_jpeg(tmp_path):
+    """Magenta scribbles saved as JPEG (quality 90) are still found by the default tolerance."""
+    import io
+
+    from PIL import ImageDraw
+
+    rgb = gradient_image(96, 128, seed=3)
+    picture = Image.fromarray(rgb)
+    ImageDraw.Draw(picture).line([(5, 10), (120, 80), (20, 90)], fill=(255, 0, 255), width=9)
+    truth = np.all(np.asarray(picture) == (255, 0, 255), axis=2)
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=90)
+    jpeg = np.asarray(Image.open(buffer))
+    exact = gpupix.inpaint(jpeg, key_color="magenta", key_tolerance=0, k=2, backend="cpu")
+    tolerant = gpupix.inpaint(jpeg, key_color="magenta", k=2, backend="cpu")
+    assert exact.metrics["missing_pixels"] < 0.5 * truth.sum()
+    assert tolerant.metrics["missing_pixels"] >= 0.9 * truth.sum()
+    assert tolerant.metrics["missing_pixels"] <= 1.1 * truth.sum()

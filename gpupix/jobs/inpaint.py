@@ -44,6 +44,12 @@ def read_mask(mask_path: Path, image_path: Path, shape: tuple[int, int]) -> np.n
     return grey > 127
 
 
+def keyed_pixels(rgb: np.ndarray, key: tuple[int, int, int], tolerance: float) -> np.ndarray:
+    """(H, W) bool: pixels within ``tolerance`` (RGB distance) of the key colour."""
+    difference = rgb.astype(np.int32) - np.asarray(key, np.int32)
+    return np.einsum("hwc,hwc->hw", difference, difference) <= tolerance * tolerance
+
+
 class InpaintJob:
     name = "inpaint"
 
@@ -78,8 +84,7 @@ class InpaintJob:
             transparent = image.pixels[..., 3] == 0
             if s.mask == "alpha" or transparent.any():
                 return transparent, "alpha"
-        key = np.array(s.key_rgb, dtype=np.uint8)
-        return np.all(image.rgb == key, axis=2), "key_color"
+        return keyed_pixels(image.rgb, s.key_rgb, s.key_tolerance), "key_color"
 
     def process(self, image: DecodedImage, backend: Backend) -> Processed:
         s = self.settings
