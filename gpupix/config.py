@@ -33,6 +33,10 @@ class InputConfig(Section):
 class OutputConfig(Section):
     dir: str
     overwrite: bool = False
+    # png; webp (lossless: palette images stay small); jpeg (not for quantize or corrupt,
+    # whose exact colours it would blur) at ``quality``
+    format: Literal["png", "webp", "jpeg"] = "png"
+    quality: int = Field(90, ge=1, le=100)
 
 
 class BatchConfig(Section):
@@ -336,6 +340,13 @@ class JobConfig(Section):
         if getattr(self, self.job) is None:  # the job's own section defaults
             default = type(self).model_fields[self.job].annotation.__args__[0]()
             object.__setattr__(self, self.job, default)
+        return self
+
+    @model_validator(mode="after")
+    def _format_fits_the_job(self) -> JobConfig:
+        if self.output.format == "jpeg" and self.job in ("quantize", "corrupt"):
+            raise ValueError(f"output.format: jpeg would blur the exact colours a {self.job} "
+                             "job writes; use png or webp (lossless)")
         return self
 
     @property

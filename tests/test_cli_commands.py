@@ -122,3 +122,26 @@ def test_key_colour_marks_survive_jpeg(tmp_path):
     assert exact.metrics["missing_pixels"] < 0.5 * truth.sum()
     assert tolerant.metrics["missing_pixels"] >= 0.9 * truth.sum()
     assert tolerant.metrics["missing_pixels"] <= 1.1 * truth.sum()
+
+
+def test_output_formats(tmp_path):
+    """webp (lossless) for palette images; jpeg at a quality for the photo jobs; jpeg
+    refused where it would blur exact colours."""
+    images = _images(tmp_path / "in")
+    result = runner.invoke(app, ["quantize", str(images[0]), "-o", str(tmp_path / "q"),
+                                 "--k", "6", "-q", "--set", "output.format=webp"])
+    assert result.exit_code == 0, result.output
+    webp = Image.open(tmp_path / "q" / "g0.webp")
+    assert webp.format == "WEBP"
+    png_run = runner.invoke(app, ["quantize", str(images[0]), "-o", str(tmp_path / "p"),
+                                  "--k", "6", "-q"])
+    assert png_run.exit_code == 0
+    indexed = Image.open(tmp_path / "p" / "g0.png").convert("RGB")
+    np.testing.assert_array_equal(np.asarray(webp.convert("RGB")), np.asarray(indexed))
+    result = runner.invoke(app, ["denoise", str(images[0]), "-o", str(tmp_path / "d"), "-q",
+                                 "--set", "output.format=jpeg", "--set", "output.quality=80"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "d" / "g0.jpg").format == "JPEG"
+    result = runner.invoke(app, ["quantize", str(images[0]), "-o", str(tmp_path / "j"),
+                                 "--set", "output.format=jpeg"])
+    assert result.exit_code == 2 and "output.format: jpeg would blur" in result.output

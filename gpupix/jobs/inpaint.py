@@ -15,9 +15,8 @@ from PIL import Image, UnidentifiedImageError
 from gpupix.backends.base import Backend
 from gpupix.config import JobConfig
 from gpupix.errors import ImageError
-from gpupix.io import IMAGE_SUFFIXES, DecodedImage, InputItem, decode
+from gpupix.io import IMAGE_SUFFIXES, OUTPUT_SUFFIXES, DecodedImage, InputItem, decode, encode_image
 from gpupix.jobs.base import Processed
-from gpupix.jobs.corrupt import encode_png
 from gpupix.jobs.quantize import metric_grid
 from gpupix.ops.inpaint import choose_k, inpaint
 from gpupix.ops.metrics import compute_metrics, psnr
@@ -64,7 +63,7 @@ class InpaintJob:
 
     def output_relatives(self, item: InputItem) -> list[Path]:
         self._relatives[item.path] = item.relative  # where to look in inpaint.reference
-        return [item.relative.with_suffix(".png")]
+        return [item.relative.with_suffix(OUTPUT_SUFFIXES[self.config.output.format])]
 
     def find_missing(self, image: DecodedImage) -> tuple[np.ndarray, str]:
         """The (H, W) missing-pixel mask and where it came from (file, alpha, key_color)."""
@@ -161,4 +160,6 @@ class InpaintJob:
         return metrics
 
     def encode(self, processed: Processed) -> list[bytes]:
-        return [encode_png(processed.payload["image"])]
+        output = self.config.output
+        return [encode_image(processed.payload["image"], format=output.format,
+                             quality=output.quality)]
