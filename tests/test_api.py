@@ -156,3 +156,20 @@ def test_import_gpupix_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT).stdout
     assert out.strip() == "[]"
+
+
+def test_walkthrough_runs(tmp_path, monkeypatch, capsys):
+    """docs/walkthrough.md, cell by cell, writing its pictures into a temporary folder."""
+    monkeypatch.chdir(ROOT)
+    text = (ROOT / "docs" / "walkthrough.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    namespace: dict = {}
+    for block in blocks:
+        code = block.replace("docs/img/", f"{tmp_path}/").replace(
+            '"../out/walkthrough"', repr(str(tmp_path / "run")))
+        exec(compile(code, "docs/walkthrough.md", "exec"), namespace)
+    for picture in re.findall(r"\]\(img/([\w.-]+)\)", text):
+        assert (tmp_path / picture).is_file(), picture
+        assert (ROOT / "docs" / "img" / picture).is_file(), picture  # committed with the doc
+    assert namespace["summary"].exit_code == 0
+    assert "colours reach" in capsys.readouterr().out
