@@ -173,3 +173,22 @@ def test_walkthrough_runs(tmp_path, monkeypatch, capsys):
         assert (ROOT / "docs" / "img" / picture).is_file(), picture  # committed with the doc
     assert namespace["summary"].exit_code == 0
     assert "colours reach" in capsys.readouterr().out
+
+
+def test_every_function_runs_on_the_cuda_glue(fake_cuda):
+    """The API on the cuda backend (CuPy and cuML stand-ins): same results as on cpu."""
+    rgb = gradient_image(32, 40)
+    mask = np.zeros((32, 40), bool)
+    mask[8:12, 8:14] = True
+    for backend in ("cpu", "cuda"):
+        q = gpupix.quantize(rgb, k=6, backend=backend, metrics=["psnr"])
+        r = gpupix.inpaint(rgb, mask, k=3, backend=backend, metrics=["psnr"])
+        d = gpupix.denoise(rgb, backend=backend, metrics=["psnr"])
+        c = gpupix.sweep(rgb, ks=[2, 4], backend=backend)
+        if backend == "cpu":
+            expected = (q, r, d, c)
+    np.testing.assert_array_equal(q.indices, expected[0].indices)
+    np.testing.assert_array_equal(r.rgb, expected[1].rgb)
+    np.testing.assert_allclose(d.rgb, expected[2].rgb, atol=1)
+    assert c["k"] == expected[3]["k"]
+    np.testing.assert_allclose(c["psnr"], expected[3]["psnr"], atol=1e-3)
