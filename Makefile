@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench lint clean digits run-inpaint install
+.PHONY: run test test-fast bench lint clean digits run-inpaint install
 
 # An editable install in "compat" mode puts the clone itself on sys.path, so `import gpupix`
 # from the clone's parent folder still finds the package, not the clone folder of that name.
@@ -48,6 +48,11 @@ lint: $(TEST_STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# everything but the slow, browser and signal tests: the loop to run while editing
+test-fast: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -m "not slow and not browser and not signals"
 
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/bench_quantize.py
