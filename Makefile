@@ -1,39 +1,60 @@
-# make run: set up .venv if needed, then quantize the sample images in examples/.
-# make test: set up .venv if needed, then ruff and pytest.
+# make run: set up .venv if needed (what `gpupix run` needs, nothing more), then quantize the
+#           sample images in examples/.
+# make test: the same, plus the dev and dask extras (tests, linters, benchmark peers), then
+#           ruff and pytest.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.gpupix-installed
 
-.PHONY: run test bench lint clean digits run-inpaint install
+.PHONY: run test test-fast bench lint clean digits run-inpaint install
 
-# The one install step: CI (make test) and docker/Dockerfile.cpu both run it.
-EXTRAS ?= dev,report,dask
+# An editable install in "compat" mode puts the clone itself on sys.path, so `import gpupix`
+# from the clone's parent folder still finds the package, not the clone folder of that name.
 EDITABLE ?= -e
+EDITABLE_MODE := $(if $(EDITABLE),--config-settings editable_mode=compat,)
+# install: the install step Docker runs (EXTRAS=dask for a CPU worker image); run and test
+# use the same recipe with their own extras.
+EXTRAS ?= dev,dask
+RUN_STAMP := $(VENV)/.gpupix-installed-core
+TEST_STAMP := $(VENV)/.gpupix-installed-dev-dask
 
-$(STAMP): pyproject.toml
+define pip_install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(EDITABLE) ".[$(EXTRAS)]"
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet $(EDITABLE_MODE) $(EDITABLE) "$(1)"
+endef
 
-install: $(STAMP)
+$(RUN_STAMP): pyproject.toml
+	$(call pip_install,.)
+	touch $@
 
-run: $(STAMP)
+$(TEST_STAMP): pyproject.toml
+	$(call pip_install,.[dev$(shell echo ,)dask])
+	touch $@
+
+install:
+	$(call pip_install,.$(if $(EXTRAS),[$(EXTRAS)],))
+
+run: $(RUN_STAMP)
 	$(BIN)/gpupix run configs/quantize.yaml
 
-run-inpaint: $(STAMP)
+run-inpaint: $(RUN_STAMP)
 	$(BIN)/gpupix run configs/corrupt.yaml
 	$(BIN)/gpupix run configs/inpaint.yaml
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+# everything but the slow, browser and signal tests: the loop to run while editing
+test-fast: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -m "not slow and not browser and not signals"
+
+bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/bench_quantize.py
 	$(BIN)/python benchmarks/bench_denoise.py
 	$(BIN)/python benchmarks/bench_memory.py
@@ -41,7 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_quantize_target.py
 	$(BIN)/python benchmarks/bench_report.py
 
-digits: $(STAMP)
+digits: $(TEST_STAMP)
 	$(BIN)/python examples/make_digits.py
 
 clean:

@@ -18,6 +18,29 @@ from gpupix.errors import BackendUnavailableError, ConfigError, GpupixError
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Batch image engine: palettes, inpainting, denoising; GPU or CPU.")
 
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def _version(value: bool) -> None:
+    if value:
+        import gpupix
+
+        typer.echo(f"gpupix {gpupix.__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit")
+        ] = False) -> None:
+    """Batch image engine: palettes, inpainting, denoising; GPU or CPU."""
+
+
+def _quoted(path: Path) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
+
 BackendOption = Annotated[str | None, typer.Option(
     "--backend", help="auto | cpu | cuda (overrides the config's backend)")]
 SetOption = Annotated[list[str] | None, typer.Option(
@@ -57,7 +80,7 @@ def _markup_safe(text: object) -> str:
     return escape(printable(text))
 
 
-def _naming_file(message: str, config: Path) -> str:
+def _naming_file(message: str, config: Path | str) -> str:
     """Config errors found after loading (input paths, output folder) name the file too."""
     return message if message.startswith(str(config)) else f"{config}: {message}"
 
@@ -122,12 +145,21 @@ def run(
     SIGINT (Ctrl-C) or SIGTERM stops it after the images in flight, keeps every finished
     output and its metrics row, and exits 130 or 143; rerunning does the remaining images.
     """
+    if config.suffix.lower() not in (".yaml", ".yml", ".json") and config.suffix.lower() in \
+            _IMAGE_SUFFIXES:
+        raise _fail(f"{config} is an image, not a job file; to quantize it, run: gpupix "
+                    f"quantize {_quoted(config)} -o OUTPUT_DIR [--k 32] (see gpupix --help)", 2)
+    _execute(lambda: _load(config, backend, overrides), str(config), quiet=quiet)
+
+
+def _execute(load: Any, label: str, *, quiet: bool) -> None:
+    """Load the config, run it with a progress bar and clean stops, print, exit."""
     from gpupix.backends import get_backend
     from gpupix.pipeline import run_job
 
     with _stop_on_signals() as (stop, received):
         try:
-            job_config = _load(config, backend, overrides)
+            job_config = load()
             chosen = get_backend(job_config.backend)
             reporter = None if quiet else _progress_reporter()
             try:
@@ -136,9 +168,9 @@ def run(
                 if reporter is not None:
                     reporter.stop()
         except ConfigError as exc:
-            raise _fail(_naming_file(str(exc), config), 2) from None
+            raise _fail(_naming_file(str(exc), label), 2) from None
         except BackendUnavailableError as exc:
-            raise _fail(_naming_file(str(exc), config), 2) from None
+            raise _fail(_naming_file(str(exc), label), 2) from None
         except GpupixError as exc:
             raise _fail(str(exc), 1) from None
         except KeyboardInterrupt:  # a second signal, or Ctrl-C before the handlers were set
@@ -157,7 +189,7 @@ def run(
                                 f"{result.remaining} of {total} images not done yet; outputs "
                                 "on disk are complete, rerun the same command to finish")
     if result.summary["images"] == 0:
-        typer.echo(f"{printable(config)}: 0 images found in input.paths; nothing to do",
+        typer.echo(f"{printable(label)}: 0 images found in input.paths; nothing to do",
                    err=True)
     raise typer.Exit(result.exit_code)
 
@@ -172,7 +204,13 @@ def validate(
         job_config = _load(config, None, overrides)
     except ConfigError as exc:
         raise _fail(_naming_file(str(exc), config), 2) from None
-    typer.echo(f"{printable(config)}: valid {job_config.job} job")
+    from gpupix.io import discover
+
+    try:
+        found = len(discover(job_config.input.paths, recursive=job_config.input.recursive))
+    except ConfigError as exc:
+        raise _fail(_naming_file(str(exc), config), 2) from None
+    typer.echo(f"{printable(config)}: valid {job_config.job} job; input.paths match {found} images")
 
 
 @app.command()
@@ -281,6 +319,92 @@ def _print_summary(result) -> None:
         console.print(f"[red]failed[/red] {_markup_safe(failure['error'])}", highlight=False)
     if len(summary["failures"]) > 10:
         console.print(f"... and {len(summary['failures']) - 10} more in metrics.jsonl")
+
+
+# ---------------------------------------------------------------- one command per job
+def _job_command(job: str) -> Any:
+    """``gpupix JOB IMAGES... -o DIR [--FIELD VALUE ...]``: the same run as a job file with
+    those inputs, that output folder and those ``JOB:`` settings. The flags are generated
+    from the job's config section, so every key of the YAML section is a flag."""
+    import inspect
+
+    from gpupix.config import section_model
+
+    model = section_model(job)
+    fields = model.model_fields
+    parameters = [
+        inspect.Parameter("images", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                          annotation=Annotated[list[str], typer.Argument(
+                              help="Image files, folders or globs", show_default=False)]),
+        inspect.Parameter("output", inspect.Parameter.KEYWORD_ONLY,
+                          annotation=Annotated[str, typer.Option(
+                              "--output", "-o", help="Output folder (output.dir)")]),
+        inspect.Parameter("recursive", inspect.Parameter.KEYWORD_ONLY, default=False,
+                          annotation=Annotated[bool, typer.Option(
+                              "--recursive", "-r", help="Walk folders recursively")]),
+        inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, default=False,
+                          annotation=Annotated[bool, typer.Option(
+                              "--overwrite", help="Redo outputs that already exist")]),
+        inspect.Parameter("backend", inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=BackendOption),
+        inspect.Parameter("overrides", inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=SetOption),
+        inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False,
+                          annotation=Annotated[bool, typer.Option(
+                              "--quiet", "-q", help="No progress bar or summary")]),
+    ]
+    for name, info in fields.items():
+        default = info.default
+        shown = default.model_dump() if hasattr(default, "model_dump") else default
+        mapping = "Config" in str(info.annotation)  # a nested section: a YAML mapping
+        parameters.append(inspect.Parameter(
+            f"section_{name}", inspect.Parameter.KEYWORD_ONLY, default=None,
+            annotation=Annotated[str | None, typer.Option(
+                f"--{name.replace('_', '-')}", show_default=False,
+                metavar="MAPPING" if mapping else "VALUE",
+                help=f"{job}.{name} (default: {shown!r})")]))
+
+    def command(**values: Any) -> None:
+        section = {key[len("section_"):]: value for key, value in values.items()
+                   if key.startswith("section_") and value is not None}
+        label = f"gpupix {job}"
+
+        def load() -> Any:
+            from gpupix.config import apply_override, validate_config
+
+            data: dict[str, Any] = {
+                "job": job, "input": {"paths": list(values["images"]),
+                                      "recursive": values["recursive"]},
+                "output": {"dir": values["output"], "overwrite": values["overwrite"]},
+                job: {}}
+            for key, raw in section.items():
+                apply_override(data, f"{job}.{key}={raw}", source=f"--{key}")
+            assignments = list(values["overrides"] or [])
+            if values["backend"] is not None:
+                assignments.append(f"backend={values['backend']}")
+            for assignment in assignments:
+                apply_override(data, assignment)
+            return validate_config(data, source=label, base_dir=Path.cwd())
+
+        _execute(load, label, quiet=values["quiet"])
+
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    command.__name__ = job
+    command.__doc__ = (f"Run the {job} job on IMAGES into -o DIR. Every key of a job file's "
+                       f"{job}: section is a flag (values are YAML: --target '{{psnr: 38}}'); "
+                       "the same pipeline as gpupix run.")
+    return command
+
+
+def _register_job_commands() -> None:
+    from gpupix.config import JOB_SECTIONS
+
+    for job in JOB_SECTIONS:
+        app.command(name=job.replace("_", "-"))(_job_command(job))
+
+
+_register_job_commands()
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -273,6 +273,34 @@ def _to_uint8_array(image: Image.Image, path: Path) -> np.ndarray:
                      "(supported: RGB, RGBA, L, LA, P, 1, CMYK, YCbCr, I;16, I)")
 
 
+OUTPUT_SUFFIXES = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}
+
+
+def encode_image(pixels: np.ndarray, *, format: str = "png", quality: int = 90) -> bytes:
+    """(H, W) grey or (H, W, 3|4) uint8 -> PNG, lossless WebP, or JPEG (alpha dropped)."""
+    image = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8))
+    buffer = io.BytesIO()
+    if format == "jpeg":
+        image.convert("RGB" if image.mode != "L" else "L").save(buffer, format="JPEG",
+                                                                 quality=quality)
+    elif format == "webp":
+        image.save(buffer, format="WEBP", lossless=True, quality=100, method=4)
+    else:
+        image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def encode_palette_image(indices: np.ndarray, palette: np.ndarray, *,
+                         alpha: np.ndarray | None = None, format: str = "png") -> bytes:
+    """A palette image as PNG (indexed, :func:`encode_palette_png`) or lossless WebP."""
+    if format != "webp":
+        return encode_palette_png(indices, palette, alpha=alpha)
+    colours = np.asarray(palette, np.uint8)
+    if alpha is not None:
+        colours = np.concatenate([colours, np.asarray(alpha, np.uint8)[:, None]], axis=1)
+    return encode_image(colours[np.asarray(indices, np.intp)], format="webp")
+
+
 def encode_palette_png(indices: np.ndarray, palette: np.ndarray, *,
                        alpha: np.ndarray | None = None, compress_level: int = 6) -> bytes:
     """Indexed PNG of ``indices`` (H, W) uint8 with ``palette`` (m, 3) uint8, m <= 256.

@@ -82,3 +82,11 @@ def few_colour_image(colours: int = 5, height: int = 40, width: int = 40, seed: 
 @pytest.fixture
 def gradient():
     return gradient_image()
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that send signals to whole `gpupix run` processes are marked ``signals`` (slow
+    to start; `make test-fast` leaves them out with the ``slow`` and ``browser`` ones)."""
+    for item in items:
+        if item.path.name == "test_interrupt.py":
+            item.add_marker(pytest.mark.signals)

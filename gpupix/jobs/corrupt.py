@@ -6,16 +6,14 @@ Test data for the inpaint (and denoise) jobs: ``NAME.png`` is the damaged image 
 
 from __future__ import annotations
 
-import io
 import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from gpupix.backends.base import Backend
 from gpupix.config import JobConfig
-from gpupix.io import DecodedImage, InputItem
+from gpupix.io import OUTPUT_SUFFIXES, DecodedImage, InputItem, encode_image
 from gpupix.jobs.base import Processed
 from gpupix.ops.corrupt import corrupt
 from gpupix.ops.noise import NoiseModel
@@ -25,9 +23,7 @@ MASK_SUFFIX = ".mask.png"
 
 def encode_png(pixels: np.ndarray) -> bytes:
     """PNG bytes of an (H, W) grey or (H, W, 3|4) uint8 array."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encode_image(pixels)
 
 
 def image_seed(seed: int, path: Path | None) -> list[int]:
@@ -45,7 +41,7 @@ class CorruptJob:
         self.settings = config.corrupt
 
     def output_relatives(self, item: InputItem) -> list[Path]:
-        damaged = item.relative.with_suffix(".png")
+        damaged = item.relative.with_suffix(OUTPUT_SUFFIXES[self.config.output.format])
         return [damaged, damaged.with_name(damaged.stem + MASK_SUFFIX)]
 
     def process(self, image: DecodedImage, backend: Backend) -> Processed:
@@ -77,4 +73,5 @@ class CorruptJob:
         return Processed(payload={"damaged": damaged, "mask": mask}, metrics=metrics)
 
     def encode(self, processed: Processed) -> list[bytes]:
-        return [encode_png(processed.payload["damaged"]), encode_png(processed.payload["mask"])]
+        damaged = encode_image(processed.payload["damaged"], format=self.config.output.format)
+        return [damaged, encode_png(processed.payload["mask"])]

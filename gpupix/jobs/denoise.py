@@ -11,7 +11,6 @@ the model, scores it on held-out images and writes it atomically.
 
 from __future__ import annotations
 
-import io
 import math
 import threading
 import time
@@ -22,12 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from gpupix.backends.base import Array, Backend
 from gpupix.config import JobConfig, NoiseConfig
 from gpupix.errors import ConfigError, ImageError
-from gpupix.io import DecodedImage, InputItem, decode, read_ahead, write_atomic
+from gpupix.io import (
+    OUTPUT_SUFFIXES,
+    DecodedImage,
+    InputItem,
+    decode,
+    encode_image,
+    read_ahead,
+    write_atomic,
+)
 from gpupix.jobs.base import Processed
 from gpupix.ops.denoise import (
     MAX_WHOLE_VALUES,
@@ -69,13 +75,14 @@ def channels_of(image: DecodedImage) -> np.ndarray:
 
 def encode_png(values: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
     """PNG of (H, W, 1|3) uint8 values (grey or RGB), with an optional (H, W) alpha plane."""
+    return encode_image(_with_alpha(values, alpha))
+
+
+def _with_alpha(values: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """(H, W, 1|3) values and an optional alpha plane -> an array Pillow can encode."""
     if values.shape[2] == 1:
         values = values[..., 0] if alpha is None else np.repeat(values, 3, axis=2)
-    if alpha is not None:
-        values = np.dstack([values, alpha])
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(values, dtype=np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return values if alpha is None else np.dstack([values, alpha])
 
 
 def to_uint8(values: Array, backend: Backend) -> np.ndarray:
@@ -90,12 +97,14 @@ def as_rgb(values: np.ndarray) -> np.ndarray:
 class DenoiseJob:
     name = "denoise"
 
-    def __init__(self, config: JobConfig) -> None:
+    def __init__(self, config: JobConfig, *, model: KnnDenoiser | None = None) -> None:
+        """``model``: an already fitted denoiser (the Python API), instead of reading
+        ``denoise.model``."""
         self.config = config
         self.settings = config.denoise
         self.noise = noise_model(self.settings.noise) if self.settings.noise else None
-        self.model: KnnDenoiser | None = None
-        if self.settings.method == "model":
+        self.model: KnnDenoiser | None = model
+        if self.settings.method == "model" and model is None:
             path = Path(self.settings.model)
             if not path.is_file():
                 raise ConfigError(f"denoise.model: {str(path)!r} does not exist "
@@ -108,7 +117,7 @@ class DenoiseJob:
         self._lock = threading.Lock()
 
     def output_relatives(self, item: InputItem) -> list[Path]:
-        outputs = [item.relative.with_suffix(".png")]
+        outputs = [item.relative.with_suffix(OUTPUT_SUFFIXES[self.config.output.format])]
         if self.noise is not None:  # the corrupted input, to look at next to the result
             outputs.append(item.relative.with_name(item.relative.stem + ".noisy.png"))
         if self.settings.difference:  # what denoising got wrong, as in the seed
@@ -188,7 +197,9 @@ class DenoiseJob:
 
     def encode(self, processed: Processed) -> list[bytes]:
         payload = processed.payload
-        contents = [encode_png(payload["denoised"], payload["alpha"])]
+        output = self.config.output
+        contents = [encode_image(_with_alpha(payload["denoised"], payload["alpha"]),
+                                 format=output.format, quality=output.quality)]
         if payload["noisy"] is not None:
             contents.append(encode_png(payload["noisy"], payload["alpha"]))
         if payload["difference"] is not None:

@@ -14,9 +14,16 @@ import numpy as np
 from gpupix.backends.base import Backend
 from gpupix.config import JobConfig
 from gpupix.errors import ImageError
-from gpupix.io import IMAGE_SUFFIXES, DecodedImage, InputItem, decode, open_image
+from gpupix.io import (
+    IMAGE_SUFFIXES,
+    OUTPUT_SUFFIXES,
+    DecodedImage,
+    InputItem,
+    decode,
+    encode_image,
+    open_image,
+)
 from gpupix.jobs.base import Processed
-from gpupix.jobs.corrupt import encode_png
 from gpupix.jobs.quantize import metric_grid
 from gpupix.ops.inpaint import choose_k, inpaint
 from gpupix.ops.metrics import compute_metrics, psnr
@@ -40,6 +47,12 @@ def read_mask(mask_path: Path, image_path: Path, shape: tuple[int, int]) -> np.n
     return grey > 127
 
 
+def keyed_pixels(rgb: np.ndarray, key: tuple[int, int, int], tolerance: float) -> np.ndarray:
+    """(H, W) bool: pixels within ``tolerance`` (RGB distance) of the key colour."""
+    difference = rgb.astype(np.int32) - np.asarray(key, np.int32)
+    return np.einsum("hwc,hwc->hw", difference, difference) <= tolerance * tolerance
+
+
 class InpaintJob:
     name = "inpaint"
 
@@ -54,7 +67,7 @@ class InpaintJob:
 
     def output_relatives(self, item: InputItem) -> list[Path]:
         self._relatives[item.path] = item.relative  # where to look in inpaint.reference
-        return [item.relative.with_suffix(".png")]
+        return [item.relative.with_suffix(OUTPUT_SUFFIXES[self.config.output.format])]
 
     def find_missing(self, image: DecodedImage) -> tuple[np.ndarray, str]:
         """The (H, W) missing-pixel mask and where it came from (file, alpha, key_color)."""
@@ -74,8 +87,7 @@ class InpaintJob:
             transparent = image.pixels[..., 3] == 0
             if s.mask == "alpha" or transparent.any():
                 return transparent, "alpha"
-        key = np.array(s.key_rgb, dtype=np.uint8)
-        return np.all(image.rgb == key, axis=2), "key_color"
+        return keyed_pixels(image.rgb, s.key_rgb, s.key_tolerance), "key_color"
 
     def process(self, image: DecodedImage, backend: Backend) -> Processed:
         s = self.settings
@@ -152,4 +164,6 @@ class InpaintJob:
         return metrics
 
     def encode(self, processed: Processed) -> list[bytes]:
-        return [encode_png(processed.payload["image"])]
+        output = self.config.output
+        return [encode_image(processed.payload["image"], format=output.format,
+                             quality=output.quality)]

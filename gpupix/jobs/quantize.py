@@ -20,7 +20,15 @@ import numpy as np
 from gpupix.backends.base import Backend
 from gpupix.config import JobConfig, QualityTarget
 from gpupix.errors import ImageError, QualityError
-from gpupix.io import DecodedImage, InputItem, decode, encode_palette_png, read_ahead, write_atomic
+from gpupix.io import (
+    OUTPUT_SUFFIXES,
+    DecodedImage,
+    InputItem,
+    decode,
+    encode_palette_image,
+    read_ahead,
+    write_atomic,
+)
 from gpupix.jobs.base import Processed
 from gpupix.ops.alpha import quantize_rgba
 from gpupix.ops.color import ciede2000, rgb_to_lab
@@ -112,7 +120,7 @@ class QuantizeJob:
         self.fixed: tuple[np.ndarray, np.ndarray | None] | None = None
 
     def output_relatives(self, item: InputItem) -> list[Path]:
-        return [item.relative.with_suffix(".png")]
+        return [item.relative.with_suffix(OUTPUT_SUFFIXES[self.config.output.format])]
 
     # ---------------------------------------------------------------- shared palette
     def prepare(self, items: list[InputItem], backend: Backend) -> None:
@@ -421,12 +429,14 @@ class QuantizeJob:
 
     def encode(self, processed: Processed) -> list[bytes]:
         p = processed.payload
-        data = encode_palette_png(p["indices"], p["palette"], alpha=p["alpha"])
+        data = encode_palette_image(p["indices"], p["palette"], alpha=p["alpha"],
+                                    format=self.config.output.format)
         metrics = processed.metrics
         # runs in a writer thread before the row is built, so the row sees these fields
         path = p["path"]
         if self.settings.skip_if_larger and len(data) > p["bytes_in"]:
-            if path is not None and path.suffix.lower() == ".png":
+            suffix = OUTPUT_SUFFIXES[self.config.output.format]
+            if path is not None and path.suffix.lower() == suffix:
                 metrics["kept_input"] = True
                 metrics["palette_png_bytes"] = len(data)
                 note = (f"palette PNG ({len(data)} bytes) is larger than the input; "
@@ -434,7 +444,8 @@ class QuantizeJob:
                 metrics["notes"] = "; ".join(filter(None, [metrics.get("notes"), note]))
                 data = Path(path).read_bytes()
             else:
-                note = "skip_if_larger keeps only PNG inputs; palette PNG written"
+                note = (f"skip_if_larger keeps only {suffix} inputs (the output's format); "
+                        "palette image written")
                 metrics["notes"] = "; ".join(filter(None, [metrics.get("notes"), note]))
         metrics["actual_ratio"] = round(p["bytes_in"] / max(len(data), 1), 4)
         return [data]

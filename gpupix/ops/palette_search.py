@@ -505,27 +505,33 @@ def sweep_k(
     color_space: ColorSpace = "rgb_lab",
     seed: int = 0,
     max_iter: int = 100,
+    ks: list[int] | None = None,
+    with_delta_e: bool = False,
 ) -> dict[str, list[float]]:
-    """Inertia and PSNR for k = 2, 4, 8, ... max_k: the elbow curve of seed 003.
+    """Inertia and PSNR for k = 2, 4, 8, ... max_k (or for ``ks``): the elbow curve.
 
     Each size is warm-started from the one before. ``inertia`` is the K-means objective on the
     histogram: sum over bins of count x squared distance (in ``color_space``) from the bin mean
-    to its palette entry; ``psnr`` is the image's exact PSNR (dB) with that palette.
+    to its palette entry; ``psnr`` is the image's exact PSNR (dB) with that palette;
+    ``delta_e`` (with ``with_delta_e``) the mean CIEDE2000 estimated from the bin means.
 
-    Returns ``{"k": [...], "inertia": [...], "psnr": [...]}``.
+    Returns ``{"k": [...], "inertia": [...], "psnr": [...]}`` (and ``"delta_e"``).
     """
     scorer = HistogramScorer(histogram, backend=backend, color_space=color_space,
-                             square_sum=square_sum)
-    ks = []
-    k = 2
-    while k <= max_k:
-        ks.append(k)
-        k *= 2
-    if not ks or ks[-1] != max_k:
-        ks.append(max_k)
+                             square_sum=square_sum, with_delta_e=with_delta_e)
+    if ks is None:
+        ks = []
+        k = 2
+        while k <= max_k:
+            ks.append(k)
+            k *= 2
+        if not ks or ks[-1] != max_k:
+            ks.append(max_k)
     curve: dict[str, list[float]] = {"k": [], "inertia": [], "psnr": []}
+    if with_delta_e:
+        curve["delta_e"] = []
     previous = None
-    for k in ks:
+    for k in sorted(ks):
         init = None if previous is None else warm_start(scorer, previous, k, seed=seed)
         palette = fit_palette(histogram, k=k, backend=backend, color_space=color_space,
                               seed=seed, max_iter=max_iter, init=init)
@@ -533,6 +539,8 @@ def sweep_k(
         curve["k"].append(k)
         curve["inertia"].append(round(previous.inertia, 6))
         curve["psnr"].append(round(previous.psnr, 4) if math.isfinite(previous.psnr) else None)
+        if with_delta_e:
+            curve["delta_e"].append(round(previous.delta_e, 4))
     return curve
 
 
