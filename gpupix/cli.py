@@ -204,10 +204,11 @@ def validate(
         job_config = _load(config, None, overrides)
     except ConfigError as exc:
         raise _fail(_naming_file(str(exc), config), 2) from None
-    from gpupix.io import discover
+    from gpupix.jobs import make_job
+    from gpupix.pipeline import inputs_of
 
     try:
-        found = len(discover(job_config.input.paths, recursive=job_config.input.recursive))
+        found = len(inputs_of(job_config, make_job(job_config)))
     except ConfigError as exc:
         raise _fail(_naming_file(str(exc), config), 2) from None
     typer.echo(f"{printable(config)}: valid {job_config.job} job; input.paths match {found} images")

@@ -7,6 +7,7 @@ Errors name the file and the field path, e.g.
 from __future__ import annotations
 
 import os
+import re
 import reprlib
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gpupix.errors import ConfigError
+from gpupix.io import is_glob
 
 MetricName = Literal["psnr", "rmse", "delta_e", "ssim"]
 JOB_SECTIONS = ("quantize", "fit_denoiser", "denoise", "corrupt", "inpaint")
@@ -572,7 +574,10 @@ def validate_config(data: Any, *, source: str = "<config>", base_dir: Path | Non
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(f"{source}: {_format_error(first)}{more}") from None
     if base_dir is not None:
-        config = _resolve_paths(config, base_dir)
+        try:
+            config = _resolve_paths(config, base_dir)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
     _check_output_outside_inputs(config, source)
     _check_inpaint_reference(config, source)
     return config
@@ -602,23 +607,44 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return validate_config(data, source=str(path), base_dir=path.resolve().parent)
 
 
+_VARIABLE = re.compile(r"\$(\w+|\{[^}]*\})")
+
+
+def expand_path(value: str, field: str) -> str:
+    """``~`` and ``$VAR`` / ``${VAR}`` expanded, as a shell would; an unset variable is an
+    error (left as it is, ``$HOME`` would become a folder named ``$HOME``)."""
+    expanded = os.path.expandvars(os.path.expanduser(value))
+    leftover = _VARIABLE.search(expanded)
+    if leftover is not None:
+        raise ConfigError(f"{field}: {shown(value)} uses {leftover.group(0)}, which is not "
+                          "set in the environment")
+    if expanded.startswith("~"):
+        raise ConfigError(f"{field}: {shown(value)}: cannot expand {expanded.split('/')[0]!r} "
+                          "(no such user)")
+    return expanded
+
+
 def _resolve_paths(config: JobConfig, base_dir: Path) -> JobConfig:
-    def resolve(p: str) -> str:
+    def resolve(p: str, field: str) -> str:
+        p = expand_path(p, field)
         return p if Path(p).is_absolute() else os.path.normpath(base_dir / p)
 
-    paths = tuple(resolve(p) for p in config.input.paths)
+    paths = tuple(resolve(p, f"input.paths[{i}]") for i, p in enumerate(config.input.paths))
+    # resolved once, links included: every write below it is then checked link by link
+    output = os.path.realpath(resolve(config.output.dir, "output.dir"))
     update: dict[str, Any] = {
         "input": config.input.model_copy(update={"paths": paths}),
-        "output": config.output.model_copy(update={"dir": resolve(config.output.dir)}),
+        "output": config.output.model_copy(update={"dir": output}),
     }
     for section, key in SECTION_PATHS:  # paths inside job sections, also file-relative
         settings = getattr(config, section, None)
         if settings is not None and getattr(settings, key) is not None:
-            update[section] = settings.model_copy(update={key: resolve(getattr(settings, key))})
+            value = resolve(getattr(settings, key), f"{section}.{key}")
+            update[section] = settings.model_copy(update={key: value})
     quantize = getattr(config, "quantize", None)
     if quantize is not None and quantize.fixed_palette is not None:  # per_image/shared: names
         update["quantize"] = quantize.model_copy(
-            update={"palette": resolve(quantize.fixed_palette)})
+            update={"palette": resolve(quantize.fixed_palette, "quantize.palette")})
     return config.model_copy(update=update)
 
 
@@ -645,7 +671,7 @@ def _check_output_outside_inputs(config: JobConfig, source: str) -> None:
     output = Path(os.path.realpath(config.output.dir))
     for index, entry in enumerate(config.input.paths):
         path = Path(entry)
-        if set("*?[") & set(entry):
+        if is_glob(entry):
             root = Path(*_until_magic(path.parts))
             what = f"the folder the glob {entry!r} reads"
         elif path.is_dir():

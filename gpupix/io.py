@@ -12,7 +12,6 @@ import io
 import os
 import re
 import stat
-import tempfile
 import threading
 import warnings
 import zlib
@@ -27,6 +26,7 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from gpupix import output_dir
 from gpupix.errors import ConfigError, ImageError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
@@ -34,7 +34,7 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".
 # file named .png that is really EPS (Ghostscript) or another exotic format is refused.
 DECODE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG includes MPO
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TEMP_PREFIX = ".gpupix-tmp-"
+TEMP_PREFIX = output_dir.TEMP_PREFIX
 _GLOB_MAGIC = set("*?[")
 
 
@@ -65,6 +65,23 @@ class DecodedImage:
         return self.pixels[..., :3]
 
 
+def is_glob(entry: str) -> bool:
+    """A pattern to expand: it has ``*``, ``?`` or ``[`` and names no existing file or folder.
+
+    ``photos [2024]`` that exists is that folder, not a character class.
+    """
+    return bool(_GLOB_MAGIC & set(entry)) and not os.path.lexists(entry)
+
+
+def _below(base: str, path: Path) -> Path:
+    """``path`` relative to the glob's base; a match outside it (``in/*/../../x.png``) keeps
+    only its name, so its outputs stay below output.dir whatever the pattern."""
+    relative = os.path.relpath(path, base)
+    if relative == os.curdir or relative.split(os.sep)[0] == os.pardir:
+        return Path(path.name)
+    return Path(relative)
+
+
 def _glob_base(pattern: str) -> Path:
     parts = Path(pattern).parts
     base = []
@@ -90,12 +107,14 @@ def discover(paths: Iterable[str], *, recursive: bool = False, field_name: str =
     found: dict[Path, InputItem] = {}
     for index, entry in enumerate(paths):
         candidates: list[tuple[Path, Path]] = []
-        if _GLOB_MAGIC & set(entry):
-            base = _glob_base(entry)
+        if is_glob(entry):
+            base = os.path.realpath(_glob_base(entry))
             for match in sorted(glob.glob(entry, recursive=recursive)):
                 p = Path(match)
                 if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir():
-                    candidates.append((p, p.relative_to(base)))
+                    # where the file really is (its folder resolved, as the kernel would)
+                    real = Path(os.path.realpath(p.parent), p.name)
+                    candidates.append((p, _below(base, real)))
         else:
             p = Path(entry)
             if p.is_dir():
@@ -320,30 +339,23 @@ def encode_palette_png(indices: np.ndarray, palette: np.ndarray, *,
     return buffer.getvalue()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        with _suppress_os_error():
-            os.unlink(temp)
-        raise
+def write_atomic(path: Path, data: bytes, *, root: Path | None = None) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder + rename.
+
+    ``root`` is the output folder the write must stay in: no folder between it and ``path``
+    may be a symbolic link, nor ``path`` itself (see :mod:`gpupix.output_dir`). Without it,
+    ``path``'s own folder is the root.
+    """
+    path = Path(path)
+    if root is None:
+        root = path.parent
+        root.mkdir(parents=True, exist_ok=True)
+    output_dir.write_atomic(path, data, root=Path(root))
 
 
 def remove_stale_temporaries(directory: Path) -> int:
     """Delete temporary files a killed run left in ``directory``; returns how many."""
-    if not directory.is_dir():
-        return 0
-    removed = 0
-    for temp in directory.rglob(f"{TEMP_PREFIX}*"):
-        with _suppress_os_error():
-            temp.unlink()
-            removed += 1
-    return removed
+    return output_dir.remove_stale_temporaries(Path(directory))
 
 
 class _suppress_os_error:

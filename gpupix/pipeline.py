@@ -8,6 +8,8 @@ recorded, and a rerun of the same job does exactly the remaining ones.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
@@ -35,10 +37,16 @@ from gpupix.io import (
     write_atomic,
 )
 from gpupix.jobs import make_job
+from gpupix.jobs.quantize import PALETTE_JSON, PALETTE_PNG
+from gpupix.output_dir import LOCK_FILE, OutputLock, foreign_links, inside, open_append
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 QUALITY_EXIT_CODE = 99
+# The run's own names at the top of output.dir (the report's page and folder included): an
+# input whose output would take one of them is refused before anything is written.
+RESERVED_NAMES = (METRICS_FILE, SUMMARY_FILE, "report.html", "report", PALETTE_JSON,
+                  PALETTE_PNG, LOCK_FILE)
 
 
 class StopRequest(threading.Event):
@@ -126,6 +134,7 @@ def read_rows(path: Path) -> list[Row]:
 
 
 def prepare_output_dir(config: JobConfig) -> Path:
+    """Create output.dir, refuse links where the run writes its own files, probe writing."""
     output_dir = Path(config.output.dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ConfigError(f"output.dir: {str(output_dir)!r} exists and is not a directory")
@@ -140,16 +149,66 @@ def prepare_output_dir(config: JobConfig) -> Path:
     except OSError as exc:
         raise ConfigError(f"output.dir: cannot write in {str(output_dir)!r} "
                           f"({exc.strerror or exc})") from None
-    remove_stale_temporaries(output_dir)
+    links = foreign_links(output_dir, RESERVED_NAMES)
+    if links:
+        more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
+        raise ConfigError(f"output.dir: {str(links[0])!r} is a symbolic link{more}; gpupix "
+                          "writes its own files (metrics.jsonl, summary.json, report/, ...) "
+                          "only as real files and folders, and never follows or removes a "
+                          "link it did not create: remove it")
     return output_dir
 
 
+def recipe_of(config: JobConfig, output_dir: Path) -> str:
+    """A digest of what makes an output: the job's settings, seed, metrics, output format,
+    gpupix's version, and the palette a shared or given palette maps every image onto. A
+    rerun redoes an output whose recipe differs, so ``overwrite: false`` means "do not redo
+    what is already right"."""
+    data = {"gpupix": gpupix.__version__, "job": config.job,
+            "section": config.section.model_dump(mode="json"), "seed": config.seed,
+            "metrics": list(config.metrics), "format": config.output.model_dump(
+                mode="json", exclude={"dir", "overwrite"})}
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode())
+    quantize = config.quantize
+    if quantize is not None and quantize.palette != "per_image":  # written by prepare
+        palette = Path(quantize.fixed_palette or output_dir / PALETTE_JSON)
+        with contextlib.suppress(OSError):
+            digest.update(palette.read_bytes()[: 1 << 20])
+    return digest.hexdigest()[:16]
+
+
+def check_output_names(items: list[InputItem], outputs_of: Callable[[InputItem], list[Path]],
+                       output_dir: Path) -> None:
+    """Refuse (ConfigError, exit 2) an input whose output would leave output.dir or take one
+    of the run's own names; ``gpupix validate`` runs the same check."""
+    for item in items:
+        for relative in outputs_of(item):
+            target = output_dir / relative
+            if relative.is_absolute() or not inside(output_dir, target) \
+                    or ".." in relative.parts:
+                raise ConfigError(f"input.paths: {item.path}: its output {str(target)!r} "
+                                  "would be outside output.dir; refused")
+            first = relative.parts[0] if relative.parts else ""
+            if first in RESERVED_NAMES or first.startswith(TEMP_PREFIX):
+                raise ConfigError(
+                    f"input.paths: {item.path} would be written as {str(relative)!r}, which "
+                    f"is the run's own {first!r} in output.dir (metrics.jsonl, summary.json, "
+                    "report.html, report/, palette.*, .gpupix.lock are kept for gpupix); "
+                    "rename it or move it out of the inputs")
+
+
 def plan(items: list[InputItem], outputs_of: Callable[[InputItem], list[Path]],
-         output_dir: Path, *, overwrite: bool, previous: dict[str, Row]
-         ) -> tuple[list[tuple[InputItem, list[Path]]], list[Row]]:
-    """Split items into work to do and rows already settled (skipped, or duplicate names)."""
+         output_dir: Path, *, overwrite: bool, previous: dict[str, Row],
+         recipe: str | None = None
+         ) -> tuple[list[tuple[InputItem, list[Path]]], list[Row], int]:
+    """Split items into work to do and rows already settled (skipped, or duplicate names).
+
+    An output is skipped only when every file exists and its row's ``recipe`` is
+    ``recipe``; one made with other settings is redone. Returns ``(work, settled, redone)``.
+    """
     work: list[tuple[InputItem, list[Path]]] = []
     settled: list[Row] = []
+    redone = 0
     claimed: dict[Path, InputItem] = {}
     for item in items:
         outputs = [output_dir / relative for relative in outputs_of(item)]
@@ -159,14 +218,17 @@ def plan(items: list[InputItem], outputs_of: Callable[[InputItem], list[Path]],
                                       f"already the output of {clash.path}; rename one input"))
             continue
         claimed.update({p: item for p in outputs})
-        if not overwrite and all(p.is_file() for p in outputs):
-            row = dict(previous.get(str(item.path), {}))
+        exists = all(p.is_file() and not p.is_symlink() for p in outputs)
+        earlier = previous.get(str(item.path), {})
+        if not overwrite and exists and (recipe is None or earlier.get("recipe") == recipe):
+            row = dict(earlier)
             row.update({"input": str(item.path), "output": str(outputs[0]),
                         "status": "skipped", "error": None})
             settled.append(row)
         else:
+            redone += exists and not overwrite
             work.append((item, outputs))
-    return work, settled
+    return work, settled, redone
 
 
 def summarize(config: JobConfig, rows: list[Row], backend: Backend, wall_seconds: float
@@ -201,6 +263,18 @@ def summarize(config: JobConfig, rows: list[Row], backend: Backend, wall_seconds
     }
 
 
+def inputs_of(config: JobConfig, job: Any) -> list[InputItem]:
+    """The job's inputs (a job may leave some alone: inpaint's mask files), their output
+    names checked; what ``gpupix validate`` counts and ``run_job`` runs."""
+    items = discover(config.input.paths, recursive=config.input.recursive)
+    accepts = getattr(job, "accepts", None)
+    if accepts is not None:
+        items = [item for item in items if accepts(item)]
+    if not hasattr(job, "run_whole_set"):
+        check_output_names(items, job.output_relatives, Path(config.output.dir))
+    return items
+
+
 def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = None,
             reporter: Reporter | None = None, *, stop: threading.Event | None = None
             ) -> RunSummary:
@@ -215,21 +289,29 @@ def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = N
     stop = stop if stop is not None else threading.Event()
     backend = backend or get_backend(config.backend)
     job = make_job(config)
-    items = discover(config.input.paths, recursive=config.input.recursive)
-    accepts = getattr(job, "accepts", None)
-    if accepts is not None:  # a job may leave some inputs alone (inpaint: the mask files)
-        items = [item for item in items if accepts(item)]
+    items = inputs_of(config, job)
     output_dir = prepare_output_dir(config)
-    if hasattr(job, "run_whole_set"):  # one result fitted from every input (fit_denoiser)
-        return run_whole_set(config, job, items, output_dir, backend, reporter, started)
+    with OutputLock(output_dir):  # one run at a time per output.dir
+        remove_stale_temporaries(output_dir)  # a killed run's; never a live process's
+        if hasattr(job, "run_whole_set"):  # one result fitted from every input
+            return run_whole_set(config, job, items, output_dir, backend, reporter, started)
+        return _run_images(config, job, items, output_dir, backend, executor, reporter, stop,
+                           started)
+
+
+def _run_images(config: JobConfig, job: Any, items: list[InputItem], output_dir: Path,
+                backend: Backend, executor: Any, reporter: Reporter, stop: threading.Event,
+                started: float) -> RunSummary:
     metrics_path = output_dir / METRICS_FILE
     previous = {row["input"]: row for row in read_rows(metrics_path)
                 if row.get("status") in ("ok", "skipped")}
-    work, settled = plan(items, job.output_relatives, output_dir,
-                         overwrite=config.output.overwrite, previous=previous)
     prepare = getattr(job, "prepare", None)
     if prepare is not None:  # optional: a pass over all inputs first (e.g. a shared palette)
         prepare(items, backend)
+    recipe = recipe_of(config, output_dir)
+    work, settled, redone = plan(items, job.output_relatives, output_dir,
+                                 overwrite=config.output.overwrite, previous=previous,
+                                 recipe=recipe)
     executor = executor or make_executor(config, stop=stop)
     reporter.start(len(items))
     rows_by_input: dict[str, Row] = {}
@@ -237,13 +319,15 @@ def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = N
     writing_to = metrics_path  # named in the one-line error if the disk refuses a write
     try:
         stop.between_images = True  # from here on a stop ends the run cleanly
-        with metrics_path.open("a", encoding="utf-8") as stream:
+        with open_append(metrics_path, root=output_dir) as stream:
             for row in settled:
                 rows_by_input[row["input"] + "\0" + row["output"]] = row
                 reporter.advance(row)
             results = executor.run(until_stopped(work, stop), job, backend)
             try:
                 for row in results:
+                    if row["status"] == "ok":
+                        row["recipe"] = recipe
                     rows_by_input[row["input"] + "\0" + row["output"]] = row
                     stream.write(to_json(row) + "\n")  # one write per row: a kill tears one
                     stream.flush()
@@ -254,14 +338,17 @@ def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = N
                 stop.between_images = False
         remove_stale_temporaries(output_dir)  # a worker killed mid-write leaves its temporary
         rows = sorted(rows_by_input.values(), key=lambda r: (r["output"], r["input"]))
-        write_atomic(metrics_path, "".join(to_json(r) + "\n" for r in rows).encode())
+        write_atomic(metrics_path, "".join(to_json(r) + "\n" for r in rows).encode(),
+                     root=output_dir)
         summary = summarize(config, rows, backend, time.perf_counter() - started)
+        summary["redone"] = redone  # outputs that existed but were made with other settings
         remaining = len(work) - done
         if stop.is_set() and remaining:
             summary["interrupted"] = True
             summary["remaining"] = remaining
         writing_to = output_dir / SUMMARY_FILE
-        write_atomic(output_dir / SUMMARY_FILE, (to_json(summary, indent=2) + "\n").encode())
+        write_atomic(output_dir / SUMMARY_FILE, (to_json(summary, indent=2) + "\n").encode(),
+                     root=output_dir)
     except OSError as exc:  # disk full, folder removed under us: one line, not a traceback
         raise GpupixError(f"{writing_to}: cannot write ({exc.strerror or exc}); outputs written so "
                           "far are complete, rerun to finish") from None
@@ -300,10 +387,11 @@ def run_whole_set(config: JobConfig, job: Any, items: list[InputItem], output_di
     rows = sorted(job.run_whole_set(items, output_dir, backend, reporter.advance),
                   key=lambda r: r["input"])
     write_atomic(output_dir / METRICS_FILE,
-                 "".join(to_json(r) + "\n" for r in rows).encode())
+                 "".join(to_json(r) + "\n" for r in rows).encode(), root=output_dir)
     summary = summarize(config, rows, backend, time.perf_counter() - started)
     summary.update(getattr(job, "summary_extra", None) or {})
-    write_atomic(output_dir / SUMMARY_FILE, (to_json(summary, indent=2) + "\n").encode())
+    write_atomic(output_dir / SUMMARY_FILE, (to_json(summary, indent=2) + "\n").encode(),
+                 root=output_dir)
     report = write_run_report(config, output_dir, rows, summary)
     return RunSummary(rows=rows, summary=summary, output_dir=output_dir,
                       counts=summary["counts"], report=report)

@@ -37,6 +37,7 @@ which makes it cheap enough for every card. All of this runs on the host (Pillow
 from __future__ import annotations
 
 import html
+import io
 import json
 import math
 import os
@@ -54,6 +55,7 @@ from PIL import Image
 
 from gpupix.errors import ConfigError, GpupixError, ImageError
 from gpupix.io import IMAGE_SUFFIXES, decode, open_image, write_atomic
+from gpupix.output_dir import make_dirs, regular_files, remove_file
 
 Row = dict[str, Any]
 
@@ -145,7 +147,7 @@ def write_report(output_dir: str | Path, rows: list[Row], summary: dict[str, Any
     summary = _checked_summary(summary)
     assets = output_dir / REPORT_DIR
     for sub in ("thumbs", "plots"):  # only what a report writes: never the run's outputs
-        (assets / sub).mkdir(parents=True, exist_ok=True)
+        make_dirs(assets / sub, root=output_dir)  # a link planted below is refused
     job = (summary or {}).get("job") or _guess_job(rows)
     config = (summary or {}).get("config") or {}
     inpaint = config.get("inpaint") if isinstance(config.get("inpaint"), dict) else {}
@@ -172,16 +174,16 @@ def write_report(output_dir: str | Path, rows: list[Row], summary: dict[str, Any
     else:
         distributions = _distribution_plot(rows, assets / "plots" / "distributions.png")
         _draw_curves(cards, output_dir)
-    _remove_stale(assets, cards, distributions)
+    _remove_stale(output_dir, cards, distributions)
     page = _render_page(job=job, rows=rows, summary=summary, cards=cards,
                         distributions=distributions, plot_note=plot_note,
                         report_seconds=time.perf_counter() - started)
     target = output_dir / REPORT_FILE
-    write_atomic(target, page.encode("utf-8"))
+    write_atomic(target, page.encode("utf-8"), root=output_dir)
     return target
 
 
-def _remove_stale(assets: Path, cards: list[Card], distributions: str | None) -> None:
+def _remove_stale(output_dir: Path, cards: list[Card], distributions: str | None) -> None:
     """Delete the pictures of an earlier report that this one does not use.
 
     Files are overwritten in place rather than the folders emptied first: on a rebuild that
@@ -189,10 +191,11 @@ def _remove_stale(assets: Path, cards: list[Card], distributions: str | None) ->
     """
     used = {distributions} | {panel.thumb for card in cards for panel in card.panels} | {
         card.curve for card in cards}
-    for sub in ("thumbs", "plots"):
-        for path in (assets / sub).iterdir():
-            if f"{REPORT_DIR}/{sub}/{path.name}" not in used and path.is_file():
-                path.unlink()
+    for sub in ("thumbs", "plots"):  # regular files only: a link is never followed or removed
+        folder = output_dir / REPORT_DIR / sub
+        for name in regular_files(folder, root=output_dir):
+            if f"{REPORT_DIR}/{sub}/{name}" not in used:
+                remove_file(folder / name, root=output_dir)
 
 
 def rebuild_report(output_dir: str | Path) -> Path:
@@ -323,7 +326,7 @@ def _build_card(index: int, row: Row, *, job: str, output_dir: Path,
         canvas, limit = _scatter(source, indices, palette, alpha, seed=index)
         card.panels.append(_panel("colour scatter", canvas, None, output_dir,
                                   caption=f"a* \u2192, b* \u2191, \u00b1{limit:g}"))
-    _write_sprite(card, output_dir / REPORT_DIR / f"{stem}.jpg")
+    _write_sprite(card, output_dir / REPORT_DIR / f"{stem}.jpg", output_dir)
     return card
 
 
@@ -397,7 +400,14 @@ def _panel(label: str, pixels: np.ndarray | None, path: Path | None, output_dir:
     return panel
 
 
-def _write_sprite(card: Card, target: Path) -> None:
+def _save(target: Path, output_dir: Path, draw: Any) -> None:
+    """``draw(stream)`` into memory, then one atomic write below output.dir (no link)."""
+    buffer = io.BytesIO()
+    draw(buffer)
+    write_atomic(target, buffer.getvalue(), root=output_dir)
+
+
+def _write_sprite(card: Card, target: Path, output_dir: Path) -> None:
     """All of a card's thumbnails side by side in one file, shown cropped by the page.
 
     One file a card rather than one a picture: on a loaded disk, creating (or truncating)
@@ -419,9 +429,10 @@ def _write_sprite(card: Card, target: Path) -> None:
         offset += panel.size[0]
     if alpha:
         target = target.with_suffix(".png")
-        sprite.save(target, format="PNG", compress_level=1)
+        _save(target, output_dir, lambda out: sprite.save(out, format="PNG", compress_level=1))
     else:
-        sprite.save(target, format="JPEG", quality=90, subsampling=0)
+        _save(target, output_dir,
+              lambda out: sprite.save(out, format="JPEG", quality=90, subsampling=0))
     for panel in shown:
         panel.thumb = f"{REPORT_DIR}/thumbs/{target.name}"
         panel.sprite = (width, height)
@@ -592,7 +603,7 @@ def _distribution_plot(rows: list[Row], target: Path) -> str | None:
         axes.set_title(f"{key}  (mean {values.mean():.4g})", fontsize=9)
         axes.tick_params(labelsize=7)
         axes.set_ylabel("images", fontsize=7)
-    figure.savefig(target, format="png")
+    _save(target, target.parents[2], lambda out: figure.savefig(out, format="png"))
     return f"{REPORT_DIR}/plots/{target.name}"
 
 
@@ -628,7 +639,8 @@ def _draw_curves(cards: list[Card], output_dir: Path) -> None:
                 twin.set_ylabel("PSNR [dB]", fontsize=8, color="#dd8452")
                 twin.tick_params(labelsize=7)
         name = f"thumbs/{card.index:05d}-curve.png"
-        figure.savefig(output_dir / REPORT_DIR / name, format="png")
+        _save(output_dir / REPORT_DIR / name, output_dir,
+              lambda out, figure=figure: figure.savefig(out, format="png"))
         card.curve = f"{REPORT_DIR}/{name}"
         drawn += 1
 

@@ -187,10 +187,13 @@ def test_config_that_is_not_a_mapping(folder):
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to fill a disk")
-def test_disk_full_while_writing_metrics_is_one_line_exit_1(folder):
+def test_disk_full_while_writing_metrics_is_one_line_exit_1(folder, monkeypatch):
+    import gpupix.pipeline
+
     job = write_job(folder, good_config())
-    (folder / "out").mkdir()
-    os.symlink("/dev/full", folder / "out" / "metrics.jsonl")  # every write: ENOSPC
+    # every write of metrics.jsonl gets ENOSPC (a link to /dev/full itself is refused now)
+    monkeypatch.setattr(gpupix.pipeline, "open_append",
+                        lambda path, root: open("/dev/full", "a", encoding="utf-8"))
     result = runner.invoke(app, ["run", str(job), "--quiet"])
     assert result.exit_code == 1, result.output
     line = result.output.strip()

@@ -61,8 +61,9 @@ def ok_row(item: InputItem, outputs: list[Path], image: DecodedImage, processed:
 
 def write_outputs(job: Job, processed: Processed, outputs: list[Path]) -> list[int]:
     contents = job.encode(processed)
+    root = Path(job.config.output.dir)  # every output stays below it, through no link
     for path, data in zip(outputs, contents, strict=True):
-        write_atomic(path, data)
+        write_atomic(path, data, root=root)
     return [len(data) for data in contents]
 
 

@@ -284,7 +284,7 @@ class FitDenoiserJob:
             rows.append(row)
             advance(row)
         data = save_model(model, backend)
-        write_atomic(model_path, data)
+        write_atomic(model_path, data, root=output_dir)
         self.summary_extra = {"model": {"path": str(model_path), "bytes": len(data),
                                         "fitted": True, "fit_seconds": round(fit_seconds, 3),
                                         **model.meta}}

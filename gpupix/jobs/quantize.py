@@ -184,8 +184,9 @@ class QuantizeJob:
             alpha[0] = 0
         self.fixed = (palette, alpha)
         output_dir = Path(self.config.output.dir)
-        write_atomic(output_dir / PALETTE_JSON, palette_json(palette, alpha, **info))
-        write_atomic(output_dir / PALETTE_PNG, palette_png(palette, alpha))
+        write_atomic(output_dir / PALETTE_JSON, palette_json(palette, alpha, **info),
+                     root=output_dir)
+        write_atomic(output_dir / PALETTE_PNG, palette_png(palette, alpha), root=output_dir)
 
     def shared_state(self) -> dict[str, Any] | None:
         """The palette every image is mapped onto (shared or given), for remote executors."""
