@@ -305,13 +305,14 @@ def _print_summary(result) -> None:
                   f"{counts['ok']} / {counts['skipped']} / {counts['failed']}")
     if summary["images_per_second"]:
         table.add_row("throughput", f"{summary['images_per_second']:.2f} images/s")
+    if summary.get("redone"):
+        table.add_row("redone", f"{summary['redone']} (made earlier with other settings)")
     totals = summary["totals"]
-    if totals["bytes_in"]:
+    if totals["bytes_in"] and totals["bytes_out"]:
         table.add_row("bytes in -> out", f"{totals['bytes_in']:,} -> {totals['bytes_out']:,} "
                       f"({totals['bytes_out'] / totals['bytes_in']:.1%})")
-    for key in ("psnr", "delta_e", "ssim", "rmse", "colours_out", "psnr_missing", "k"):
-        if key in summary["means"]:
-            table.add_row(f"mean {key}", f"{summary['means'][key]:.4g}")
+    for label, value in _job_lines(summary, result.rows):
+        table.add_row(label, _markup_safe(value))
     table.add_row("output", _markup_safe(result.output_dir))
     if getattr(result, "report", None) is not None:
         table.add_row("report", _markup_safe(result.report))
@@ -320,6 +321,53 @@ def _print_summary(result) -> None:
         console.print(f"[red]failed[/red] {_markup_safe(failure['error'])}", highlight=False)
     if len(summary["failures"]) > 10:
         console.print(f"... and {len(summary['failures']) - 10} more in metrics.jsonl")
+
+
+def _mean(summary: dict, key: str) -> float | None:
+    value = summary["means"].get(key)
+    return value if isinstance(value, int | float) else None
+
+
+def _job_lines(summary: dict, rows: list[dict]) -> list[tuple[str, str]]:
+    """What matters in each job's results, for the console summary."""
+    lines: list[tuple[str, str]] = []
+    means = {key: _mean(summary, key) for key in ("psnr", "delta_e", "ssim", "rmse",
+                                                  "psnr_noisy", "sigma", "psnr_missing",
+                                                  "missing_fraction", "k", "k_chosen",
+                                                  "colours_out")}
+    job = summary["job"]
+    if job == "denoise" and means["psnr_noisy"] is not None and means["psnr"] is not None:
+        lines.append(("mean psnr", f"{means['psnr_noisy']:.2f} dB noisy -> "
+                                   f"{means['psnr']:.2f} dB denoised"))
+        means["psnr"] = None
+    if job == "denoise" and means["sigma"] is not None:
+        lines.append(("mean estimated sigma", f"{means['sigma']:.3g}"))
+    if job == "inpaint" and means["psnr_missing"] is not None:
+        lines.append(("mean psnr (missing pixels)", f"{means['psnr_missing']:.2f} dB"))
+    if job == "inpaint" and means["missing_fraction"] is not None:
+        lines.append(("mean missing", f"{means['missing_fraction']:.1%} of the pixels"))
+    for key, label in (("psnr", "mean psnr"), ("delta_e", "mean delta_e"),
+                       ("ssim", "mean ssim"), ("rmse", "mean rmse"),
+                       ("colours_out", "mean colours"), ("k", "mean k")):
+        if means[key] is not None:
+            lines.append((label, f"{means[key]:.4g}"))
+    targeted = [row for row in rows if "target_met" in row and row.get("status") == "ok"]
+    if targeted:
+        missed = sum(not row["target_met"] for row in targeted)
+        lines.append(("k: auto", f"mean k {means['k_chosen'] or 0:.1f}; {missed} of "
+                                 f"{len(targeted)} images missed their target"))
+    refused = sum(bool(row.get("quality_failed")) for row in rows)
+    if refused:
+        lines.append(("min_quality", f"{refused} images missed it and were not written"))
+    model = summary.get("model")
+    if job == "fit_denoiser" and isinstance(model, dict):
+        if model.get("fitted"):
+            lines.append(("model", f"{model.get('path')} ({model.get('bytes', 0):,} bytes, "
+                                   f"kind {model.get('kind')}, fitted in "
+                                   f"{model.get('fit_seconds', 0):.2f} s)"))
+        else:
+            lines.append(("model", f"{model.get('path')}: not fitted ({model.get('reason')})"))
+    return lines
 
 
 # ---------------------------------------------------------------- one command per job

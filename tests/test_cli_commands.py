@@ -145,3 +145,23 @@ def test_output_formats(tmp_path):
     result = runner.invoke(app, ["quantize", str(images[0]), "-o", str(tmp_path / "j"),
                                  "--set", "output.format=jpeg"])
     assert result.exit_code == 2 and "output.format: jpeg would blur" in result.output
+
+
+def test_console_summary_says_what_matters_per_job(tmp_path):
+    images = _images(tmp_path / "in")
+    result = runner.invoke(app, ["denoise", *map(str, images), "-o", str(tmp_path / "d"),
+                                 "--noise", "{sigma: 25}", "--set", "report=false"],
+                           terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "dB noisy ->" in result.output and "mean estimated sigma" in result.output
+    result = runner.invoke(app, ["quantize", *map(str, images), "-o", str(tmp_path / "q"),
+                                 "--k", "auto", "--target", "{psnr: 80}", "--max-k", "4",
+                                 "--set", "report=false"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "2 of 2 images missed their target" in result.output
+    result = runner.invoke(app, ["fit-denoiser", *map(str, images), "-o", str(tmp_path / "f"),
+                                 "--kind", "patch", "--set", "report=false"],
+                           terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "model.npz" in result.output and "kind patch" in result.output
+    assert "bytes in -> out" not in result.output  # a model is not a smaller copy of inputs
