@@ -301,6 +301,8 @@ def _print_summary(result) -> None:
     table = Table(title=f"gpupix {summary['job']}: {summary['images']} images "
                   f"in {summary['wall_seconds']:.2f}s on "
                   f"{_markup_safe(summary['backend']['device'])}", show_header=False)
+    table.add_column()
+    table.add_column(overflow="fold")  # a long path wraps, never ends in an ellipsis
     table.add_row("ok / skipped / failed",
                   f"{counts['ok']} / {counts['skipped']} / {counts['failed']}")
     if summary["images_per_second"]:
