@@ -57,6 +57,14 @@ class Backend(Protocol):
         """
         ...
 
+    def box_mean(self, x: Array, window: int) -> Array:
+        """Mean over every full ``window x window`` box of the last two axes of ``x``.
+
+        Float input; returns shape ``(..., H - window + 1, W - window + 1)`` (the valid
+        region), the same dtype. SSIM's local means; a separable filter in C or on the device.
+        """
+        ...
+
     def synchronize(self) -> None:
         """Wait for queued device work, so timings are honest."""
         ...

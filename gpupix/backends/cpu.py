@@ -124,5 +124,20 @@ class CpuBackend:
             distances, indices = distances[:, None], indices[:, None]
         return distances.astype(np.float32), indices.astype(np.int64)
 
+    def box_mean(self, x: Array, window: int) -> Array:
+        from scipy.ndimage import uniform_filter
+
+        return _valid_box_mean(uniform_filter, np.asarray(x), window)
+
     def synchronize(self) -> None:
         return None
+
+
+def _valid_box_mean(uniform_filter, x, window: int):
+    """``uniform_filter`` (scipy's or cupyx's: same signature) over the last two axes, cut to
+    the boxes that lie wholly inside the image (the filter's centred window, odd or even)."""
+    size = (1,) * (x.ndim - 2) + (window, window)
+    means = uniform_filter(x, size=size, mode="nearest")
+    start = window // 2  # an even window's centre is the element after its middle
+    rows, cols = x.shape[-2] - window + 1, x.shape[-1] - window + 1
+    return means[..., start:start + rows, start:start + cols]
