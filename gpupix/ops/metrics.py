@@ -112,13 +112,18 @@ def palette_metrics(names: tuple[str, ...] | list[str], reference: Any, palette:
     backend : Backend, optional
         Supplies ``box_mean`` for SSIM (see :func:`ssim`).
 
-    PSNR, RMSE and mean CIEDE2000 come from the distinct (colour, index) pairs (one sort of
-    32-bit codes); only SSIM builds the result image.
+    With ``delta_e``, PSNR, RMSE and mean CIEDE2000 all come from the distinct (colour,
+    index) pairs (one sort of 32-bit codes); PSNR alone is one pass over the indices.
     """
     xp = array_namespace(reference, palette, indices)
     values: dict[str, float] = {}
     wanted = set(names)
-    if wanted & {"psnr", "rmse", "delta_e"}:
+    if "delta_e" not in wanted and wanted & {"psnr", "rmse"}:  # no sort needed: one pass
+        result = xp.take(palette, xp.reshape(xp.astype(indices, xp.int64), (-1,)), axis=0)
+        error = mse(xp.reshape(reference, (-1, 3)), result)
+        values["rmse"] = math.sqrt(error)
+        values["psnr"] = math.inf if error == 0 else 10.0 * math.log10(255.0**2 / error)
+    elif wanted & {"psnr", "rmse", "delta_e"}:
         codes = (_colour_codes(xp, reference, xp.uint32) << 8) | xp.astype(
             xp.reshape(indices, (-1,)), xp.uint32)
         pairs, counts = xp.unique_counts(codes)

@@ -137,3 +137,12 @@ def test_integer_ssim_matches_float_ssim_and_scikit_image(quantized_photo, windo
     assert metrics.ssim(photo, out, window=window) == pytest.approx(expected, abs=1e-9)
     assert metrics.ssim(photo.astype(np.float64), out.astype(np.float64), window=window,
                         backend=CpuBackend()) == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("names", [["psnr"], ["rmse", "psnr"], ["delta_e", "psnr"]])
+def test_palette_psnr_alone_or_with_delta_e_agrees(quantized_photo, names):
+    photo, palette, indices = quantized_photo
+    values = metrics.palette_metrics(names, photo, palette, indices)
+    assert values["psnr"] == pytest.approx(
+        skmetrics.peak_signal_noise_ratio(photo, palette[indices], data_range=255), rel=1e-12)
+    assert list(values) == names
