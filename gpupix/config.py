@@ -55,6 +55,12 @@ class BatchConfig(Section):
     size: int = Field(16, ge=1, le=4096)
     prefetch: int = Field(2, ge=0, le=64)
     io_workers: int = Field(2, ge=1, le=64)
+    # images computed at once by the local executor; None: one per usable core on cpu, one
+    # on cuda
+    compute_workers: int | None = Field(None, ge=1, le=1024)
+    # decoded pixels (bytes) held ahead of and in the compute stage; peak memory is about
+    # this budget plus one image per compute thread. An image larger than it runs alone.
+    read_ahead_bytes: int = Field(1 << 30, ge=1 << 20, le=1 << 40)
 
 
 class QualityTarget(Section):

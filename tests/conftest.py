@@ -41,12 +41,12 @@ def fake_cuda(monkeypatch):
     import sys
 
     from gpupix.backends import cuda as cuda_module
-    from tests.backends.standins import make_fake_cuml, make_fake_cupy
+    from tests.backends.standins import make_fake_cuml, make_fake_cupy, make_fake_cupyx_ndimage
 
     cupy = make_fake_cupy()
     cuml, cluster, neighbors = make_fake_cuml()
     for name, module in {"cupy": cupy, "cuml": cuml, "cuml.cluster": cluster,
-                         "cuml.neighbors": neighbors}.items():
+                         "cuml.neighbors": neighbors, **make_fake_cupyx_ndimage(cupy)}.items():
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setattr(cuda_module, "_modules", lambda: (cupy, cuml, xp_numpy))
     return CudaBackend()

@@ -60,6 +60,12 @@ def test_outputs_and_metrics_do_not_depend_on_runs_or_batching(tmp_path):
         "again": {"size": 16, "prefetch": 2, "io_workers": 2},
         "one-at-a-time": {"size": 1, "prefetch": 0, "io_workers": 1},
         "odd-batches": {"size": 3, "prefetch": 1, "io_workers": 4},
+        "one-compute-thread": {"size": 16, "prefetch": 2, "io_workers": 2,
+                               "compute_workers": 1},
+        "three-compute-threads": {"size": 2, "prefetch": 1, "io_workers": 1,
+                                  "compute_workers": 3},
+        "small-byte-budget": {"size": 16, "prefetch": 2, "io_workers": 2,
+                              "compute_workers": 2, "read_ahead_bytes": 1 << 20},
     }
     for name, batch in variants.items():
         files, rows, summary = run_with(tmp_path, name, batch)
@@ -92,8 +98,10 @@ def test_every_job_is_deterministic_across_batching(tmp_path, settings):
         rgba[5 + i:9 + i, 4:10, 3] = 0  # a hole for inpaint's alpha mask
         Image.fromarray(rgba).save(folder / f"img{i}.png")
     results = []
-    for name, batch in (("a", {"size": 16, "prefetch": 2, "io_workers": 2}),
-                        ("b", {"size": 1, "prefetch": 0, "io_workers": 3})):
+    for name, batch in (("a", {"size": 16, "prefetch": 2, "io_workers": 2,
+                               "compute_workers": 1}),
+                        ("b", {"size": 1, "prefetch": 0, "io_workers": 3,
+                               "compute_workers": 3})):
         job = tmp_path / f"{name}.yaml"
         job.write_text(yaml.safe_dump({
             "input": {"paths": ["images"]}, "output": {"dir": name}, "backend": "cpu",

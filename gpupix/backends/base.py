@@ -6,12 +6,19 @@ libraries (scikit-learn/SciPy on the CPU, cuML/CuPy on the GPU).
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 Array = Any  # an array of ``backend.xp``: numpy.ndarray on cpu, cupy.ndarray on cuda
+
+# Threads one backend call may use from the current thread. An executor that computes
+# several images at once sets it in each compute thread (cores // compute threads), so the
+# pools and the libraries' own threads (OpenMP, BLAS, SciPy workers) never oversubscribe;
+# None (the default) leaves the choice to the backend.
+CALL_THREADS: ContextVar[int | None] = ContextVar("gpupix_call_threads", default=None)
 
 
 @runtime_checkable
@@ -54,6 +61,14 @@ class Backend(Protocol):
         """Exact Euclidean k nearest neighbours of each query row among ``fit_X`` rows.
 
         Returns ``(distances (m, k) float32, indices (m, k) int64)``, nearest first.
+        """
+        ...
+
+    def box_mean(self, x: Array, window: int) -> Array:
+        """Mean over every full ``window x window`` box of the last two axes of ``x``.
+
+        Float input; returns shape ``(..., H - window + 1, W - window + 1)`` (the valid
+        region), the same dtype. SSIM's local means; a separable filter in C or on the device.
         """
         ...
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 import array_api_compat.numpy as xp_numpy
 import numpy as np
 
-from gpupix.backends.base import Array
+from gpupix.backends.base import CALL_THREADS, Array
 
 # Above this many dimensions a KD-tree visits most of its leaves: a BLAS distance matrix
 # (in blocks) is faster, e.g. 20x for 360 queries among 2,000 rows of 58 dimensions.
@@ -42,6 +45,34 @@ def brute_kneighbors(fit_X: Array, query_X: Array, *, k: int, block: int = 4_000
     return distances, indices
 
 
+_LIMIT_LOCK = threading.Lock()
+_limit_state: dict = {"users": 0, "limiter": None}
+
+
+@contextmanager
+def one_native_thread() -> Iterator[None]:
+    """OpenMP and BLAS on one thread while any caller is inside (thread-safe, counted).
+
+    threadpoolctl's limits are process-wide: nested contexts from several compute threads
+    would restore each other's values out of order, so the first caller in applies the limit
+    and the last one out restores it.
+    """
+    with _LIMIT_LOCK:
+        if _limit_state["users"] == 0:
+            from threadpoolctl import ThreadpoolController
+
+            _limit_state["limiter"] = ThreadpoolController().limit(limits=1)
+        _limit_state["users"] += 1
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _limit_state["users"] -= 1
+            if _limit_state["users"] == 0:
+                _limit_state["limiter"].restore_original_limits()
+                _limit_state["limiter"] = None
+
+
 class CpuBackend:
     """NumPy everywhere; the oracle the GPU backend is tested against."""
 
@@ -50,7 +81,6 @@ class CpuBackend:
 
     def __init__(self, n_threads: int | None = None) -> None:
         self.n_threads = n_threads or os.cpu_count() or 1
-        self._thread_pools = None  # threadpoolctl controller, made on first K-means
 
     @classmethod
     def available(cls) -> bool:
@@ -100,29 +130,45 @@ class CpuBackend:
             random_state=seed,
         )
         weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
-        # One OpenMP thread: a palette fit is a few thousand points, and the engine already
-        # overlaps images with its reader and writer threads. With OpenMP threads competing
-        # with those on 2 cores, a k=16 fit of 128x128 images took 220 ms instead of ~10 ms.
-        if self._thread_pools is None:
-            from threadpoolctl import ThreadpoolController
-
-            self._thread_pools = ThreadpoolController()
-        with self._thread_pools.limit(limits=1, user_api="openmp"):
+        # One OpenMP (and BLAS) thread: a palette fit is a few thousand points, and the
+        # engine already computes one image per core. With OpenMP threads competing with
+        # those on 2 cores, a k=16 fit of 128x128 images took 220 ms instead of ~10 ms. One
+        # thread also keeps the fit's float sums in one order whatever the machine.
+        with one_native_thread():
             model.fit(X, sample_weight=weights)
         return model.cluster_centers_.astype(np.float32), model.labels_.astype(np.int32)
 
     def kneighbors(self, fit_X: Array, query_X: Array, *, k: int) -> tuple[Array, Array]:
+        threads = CALL_THREADS.get() or self.n_threads
         if np.shape(fit_X)[1] > BRUTE_FORCE_DIMS:
+            if threads == 1:
+                with one_native_thread():
+                    return brute_kneighbors(fit_X, query_X, k=k)
             return brute_kneighbors(fit_X, query_X, k=k)
         from scipy.spatial import cKDTree
 
         tree = cKDTree(np.asarray(fit_X, dtype=np.float64))
         distances, indices = tree.query(
-            np.asarray(query_X, dtype=np.float64), k=k, workers=self.n_threads
+            np.asarray(query_X, dtype=np.float64), k=k, workers=threads
         )
         if k == 1:  # cKDTree drops the neighbour axis for k=1
             distances, indices = distances[:, None], indices[:, None]
         return distances.astype(np.float32), indices.astype(np.int64)
 
+    def box_mean(self, x: Array, window: int) -> Array:
+        from scipy.ndimage import uniform_filter
+
+        return _valid_box_mean(uniform_filter, np.asarray(x), window)
+
     def synchronize(self) -> None:
         return None
+
+
+def _valid_box_mean(uniform_filter, x, window: int):
+    """``uniform_filter`` (scipy's or cupyx's: same signature) over the last two axes, cut to
+    the boxes that lie wholly inside the image (the filter's centred window, odd or even)."""
+    size = (1,) * (x.ndim - 2) + (window, window)
+    means = uniform_filter(x, size=size, mode="nearest")
+    start = window // 2  # an even window's centre is the element after its middle
+    rows, cols = x.shape[-2] - window + 1, x.shape[-1] - window + 1
+    return means[..., start:start + rows, start:start + cols]

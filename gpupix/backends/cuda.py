@@ -130,5 +130,11 @@ class CudaBackend:
         return (cupy.asarray(distances, dtype=cupy.float32),
                 cupy.asarray(indices, dtype=cupy.int64))
 
+    def box_mean(self, x: Array, window: int) -> Array:
+        from gpupix.backends.cpu import _valid_box_mean
+
+        ndimage = importlib.import_module("cupyx.scipy.ndimage")
+        return _valid_box_mean(ndimage.uniform_filter, x, window)
+
     def synchronize(self) -> None:
         self._cupy.cuda.get_current_stream().synchronize()

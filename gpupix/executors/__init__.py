@@ -19,5 +19,7 @@ def make_executor(config: JobConfig, *, stop: threading.Event | None = None) -> 
         return DaskExecutor.from_config(config.executor, stop=stop)
     from gpupix.executors.local import LocalExecutor
 
-    return LocalExecutor(batch_size=config.batch.size, prefetch=config.batch.prefetch,
-                         io_workers=config.batch.io_workers, stop=stop)
+    batch = config.batch
+    return LocalExecutor(batch_size=batch.size, prefetch=batch.prefetch,
+                         io_workers=batch.io_workers, compute_workers=batch.compute_workers,
+                         read_ahead_bytes=batch.read_ahead_bytes, stop=stop)

@@ -1,31 +1,37 @@
-"""In-process executor: a reader pool decodes ahead, the backend computes, a writer pool writes.
+"""In-process executor: a reader pool decodes ahead, compute threads run the backend on
+several images at once, a writer pool writes.
 
-Memory is bounded by ``batch.size * (batch.prefetch + 1)`` images in flight on each side,
-never by the number of images. A ``stop`` event (set by the CLI on SIGINT/SIGTERM) ends the
-run between images: no new image is computed, decodes not yet started are cancelled, and
-the writes already under way finish (each output is whole or absent) and are reported.
+Memory is bounded by pixels, never by the number of images: decoded images are admitted
+while their bytes (read from each file's header before decoding) fit ``read_ahead_bytes``,
+and at most ``batch.size * (batch.prefetch + 1)`` images are in flight on each side. Peak
+memory is about the budget plus one image's working memory per compute thread. Compute
+threads share the cores with the libraries' own threads through
+:data:`gpupix.backends.base.CALL_THREADS` (cores // compute threads each), so nothing
+oversubscribes. Rows and outputs do not depend on the thread counts: each image is computed
+on its own, and rows come out in input order.
+
+A ``stop`` event (set by the CLI on SIGINT/SIGTERM) ends the run between images: no new
+image is computed, decodes not yet started are cancelled, and the writes already under way
+finish (each output is whole or absent) and are reported.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpupix.backends.base import Backend
+from gpupix.backends.base import CALL_THREADS, Backend
 from gpupix.errors import ImageError
-from gpupix.io import (
-    DecodedImage,
-    InputItem,
-    decode,
-    read_ahead,
-    until_stopped,
-    write_atomic,
-)
+from gpupix.io import DECODE_FORMATS, DecodedImage, InputItem, decode, until_stopped, write_atomic
 from gpupix.jobs.base import Job, Processed
 
 Row = dict[str, Any]
@@ -43,17 +49,33 @@ def describe_failure(item: InputItem, exc: BaseException) -> str:
     return f"{item.path}: {type(exc).__name__}: {exc}"
 
 
-def ok_row(item: InputItem, outputs: list[Path], image: DecodedImage, processed: Processed,
-           seconds: float, sizes: list[int]) -> Row:
-    height, width = image.pixels.shape[:2]
+@dataclass(frozen=True)
+class ImageFacts:
+    """What a row needs from a decoded image, without holding its pixels."""
+
+    width: int
+    height: int
+    bytes_in: int
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, image: DecodedImage) -> ImageFacts:
+        height, width = image.pixels.shape[:2]
+        return cls(width=width, height=height, bytes_in=image.bytes_in, notes=list(image.notes))
+
+
+def ok_row(item: InputItem, outputs: list[Path], image: DecodedImage | ImageFacts,
+           processed: Processed, seconds: float, sizes: list[int]) -> Row:
+    facts = image if isinstance(image, ImageFacts) else ImageFacts.of(image)
+    width, height = facts.width, facts.height
     row: Row = {"input": str(item.path), "output": str(outputs[0]), "status": "ok", "error": None,
                 "seconds": round(seconds, 4), "width": width, "height": height,
-                "bytes_in": image.bytes_in, "bytes_out": sizes[0]}
+                "bytes_in": facts.bytes_in, "bytes_out": sizes[0]}
     if len(outputs) > 1:
         row["outputs"] = [str(p) for p in outputs]
     row.update(processed.metrics)
     job_note = processed.metrics.get("notes")
-    notes = [*image.notes, *([job_note] if job_note else [])]
+    notes = [*facts.notes, *([job_note] if job_note else [])]
     if notes:  # the decoder's notes (e.g. frames dropped) and the job's are both kept
         row["notes"] = "; ".join(notes)
     return row
@@ -84,7 +106,7 @@ def process_item(item: InputItem, outputs: list[Path], job: Job, backend: Backen
 
 
 class LocalExecutor:
-    """Threads in this process: decode and encode overlap with the backend's compute.
+    """Threads in this process: decode, compute (several images at once) and encode overlap.
 
     Parameters
     ----------
@@ -93,16 +115,31 @@ class LocalExecutor:
         to be written.
     io_workers : int, default=2
         Threads in each of the reader and writer pools.
+    compute_workers : int, optional
+        Images computed at once. Default: one per usable core on cpu, one on cuda (the
+        device is one queue; its host threads only wait).
+    read_ahead_bytes : int, default=1 GiB
+        Decoded bytes held from decode until compute ends; an image larger than the budget
+        is admitted alone.
     stop : threading.Event, optional
-        When set, the run ends after the image being computed; see the module docstring.
+        When set, the run ends after the images being computed; see the module docstring.
     """
 
     def __init__(self, *, batch_size: int = 16, prefetch: int = 2, io_workers: int = 2,
+                 compute_workers: int | None = None, read_ahead_bytes: int = 1 << 30,
                  stop: threading.Event | None = None) -> None:
         self.batch_size = batch_size
         self.depth = batch_size * (prefetch + 1)
         self.io_workers = io_workers
+        self.compute_workers = compute_workers
+        self.read_ahead_bytes = read_ahead_bytes
         self.stop = stop
+
+    def threads_for(self, backend: Backend) -> tuple[int, int]:
+        """``(compute threads, threads per backend call)`` on ``backend``."""
+        cores = usable_cores()
+        workers = self.compute_workers or (1 if backend.name == "cuda" else cores)
+        return workers, max(1, cores // workers)
 
     def run(self, work: Iterable[tuple[InputItem, list[Path]]], job: Job, backend: Backend,
             ) -> Iterator[Row]:
@@ -111,32 +148,56 @@ class LocalExecutor:
         Items not reached before ``stop`` is set yield no row: they are left for a rerun.
         """
         stop = self.stop if self.stop is not None else threading.Event()
+        workers, per_call = self.threads_for(backend)
         readers = ThreadPoolExecutor(self.io_workers, thread_name_prefix="gpupix-read")
+        computers = ThreadPoolExecutor(workers, thread_name_prefix="gpupix-compute",
+                                       initializer=CALL_THREADS.set, initargs=(per_call,))
         writers = ThreadPoolExecutor(self.io_workers, thread_name_prefix="gpupix-write")
+        window = _ByteWindow(self.read_ahead_bytes)
+        computing: deque[tuple[InputItem, list[Path], int, Future[Any]]] = deque()
         writing: deque[tuple[Callable[[], Row], Future[Any]]] = deque()
         finished = False
         try:
-            decoded = read_ahead(until_stopped(work, stop), _timed_decode, pool=readers,
-                                 depth=self.depth)
-            for (item, outputs), future in decoded:
-                if stop.is_set():
+            pending = iter(until_stopped(work, stop))
+            upcoming: tuple[InputItem, list[Path], int] | None = None  # read, not admitted
+            exhausted = False
+            while True:
+                # admit images while their decoded bytes fit the budget (one always fits)
+                while not exhausted and not stop.is_set() and len(computing) < self.depth:
+                    if upcoming is None:
+                        following = next(pending, None)
+                        if following is None:
+                            exhausted = True
+                            break
+                        upcoming = (*following, decoded_bytes(following[0].path))
+                    item, outputs, size = upcoming
+                    if not window.fits(size):
+                        break
+                    upcoming = None
+                    window.take(size)
+                    decoding = readers.submit(_timed_decode, item.path)
+                    computing.append((item, outputs, size, computers.submit(
+                        _compute, job, backend, decoding)))
+                if not computing or stop.is_set():
                     break
-                start = time.perf_counter()
+                item, outputs, size, future = computing.popleft()
                 try:
-                    image, read_seconds = future.result()
-                    processed = job.process(image, backend)
+                    facts, processed, seconds = future.result()
                 except (ImageError, OSError, ValueError, MemoryError) as exc:
                     # a QualityError carries the achieved quality into its row
                     yield {**failed_row(item, outputs, describe_failure(item, exc)),
                            **getattr(exc, "fields", {})}
                     continue
-                seconds = time.perf_counter() - start + read_seconds
-                pending = writers.submit(_timed_write, job, processed, outputs)
-                writing.append((_finisher(item, outputs, image, processed, seconds, pending),
-                                pending))
+                finally:
+                    window.give(size)
+                pending_write = writers.submit(_timed_write, job, processed, outputs)
+                writing.append((_finisher(item, outputs, facts, processed, seconds,
+                                          pending_write), pending_write))
                 while len(writing) > self.depth or (writing and writing[0][1].done()):
                     yield writing.popleft()[0]()
-            readers.shutdown(wait=False, cancel_futures=True)  # stopped: drop unread decodes
+            # stopped: drop decodes and computes not yet started; finish those under way
+            readers.shutdown(wait=False, cancel_futures=True)
+            computers.shutdown(wait=False, cancel_futures=True)
             while writing:
                 yield writing.popleft()[0]()
             finished = True
@@ -145,12 +206,67 @@ class LocalExecutor:
             # early): queued work is cancelled, and writes already running finish, so every
             # output file is whole or absent.
             readers.shutdown(wait=True, cancel_futures=True)
+            computers.shutdown(wait=True, cancel_futures=True)
             writers.shutdown(wait=True, cancel_futures=not finished)
 
 
-def _timed_decode(work: tuple[InputItem, list[Path]]) -> tuple[DecodedImage, float]:
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def decoded_bytes(path: Path) -> int:
+    """Bytes of ``path`` once decoded (RGBA, the most :func:`~gpupix.io.decode` returns), from
+    its header; 0 when the header does not read (the decode then fails with the reason)."""
+    from PIL import Image
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # never open a FIFO or a device
+            return 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # size warnings: the decode says it once
+            with Image.open(path, formats=DECODE_FORMATS) as image:
+                width, height = image.size
+    except Exception:  # noqa: BLE001 - untrusted bytes: the real decode reports the error
+        return 0
+    return width * height * 4
+
+
+class _ByteWindow:
+    """Decoded bytes admitted and not yet released (thread-confined to the run loop)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.held = 0
+        self.images = 0
+
+    def fits(self, size: int) -> bool:
+        return self.images == 0 or self.held + size <= self.budget
+
+    def take(self, size: int) -> None:
+        self.held += size
+        self.images += 1
+
+    def give(self, size: int) -> None:
+        self.held -= size
+        self.images -= 1
+
+
+def _timed_decode(path: Path) -> tuple[DecodedImage, float]:
     start = time.perf_counter()
-    return decode(work[0].path), time.perf_counter() - start
+    return decode(path), time.perf_counter() - start
+
+
+def _compute(job: Job, backend: Backend, decoding: Future[tuple[DecodedImage, float]]
+             ) -> tuple[ImageFacts, Processed, float]:
+    """Wait for the decode, compute; return no pixels, so they are freed as it ends."""
+    image, read_seconds = decoding.result()
+    start = time.perf_counter()
+    processed = job.process(image, backend)
+    return ImageFacts.of(image), processed, time.perf_counter() - start + read_seconds
 
 
 def _timed_write(job: Job, processed: Processed, outputs: list[Path]) -> tuple[list[int], float]:
@@ -158,13 +274,13 @@ def _timed_write(job: Job, processed: Processed, outputs: list[Path]) -> tuple[l
     return write_outputs(job, processed, outputs), time.perf_counter() - start
 
 
-def _finisher(item: InputItem, outputs: list[Path], image: DecodedImage, processed: Processed,
+def _finisher(item: InputItem, outputs: list[Path], facts: ImageFacts, processed: Processed,
               seconds: float, pending: Future[Any]) -> Callable[[], Row]:
     def finish() -> Row:
         try:
             sizes, write_seconds = pending.result()
         except (ImageError, OSError, ValueError, MemoryError) as exc:
             return failed_row(item, outputs, describe_failure(item, exc), seconds)
-        return ok_row(item, outputs, image, processed, seconds + write_seconds, sizes)
+        return ok_row(item, outputs, facts, processed, seconds + write_seconds, sizes)
 
     return finish

@@ -161,7 +161,7 @@ class DenoiseJob:
         if self.noise is not None:
             reference = backend.to_device(as_rgb(values))
             result_rgb = backend.to_device(as_rgb(out))
-            scores = compute_metrics(self.config.metrics, reference, result_rgb)
+            scores = compute_metrics(self.config.metrics, reference, result_rgb, backend=backend)
             metrics.update({name: round(value, 4) for name, value in scores.items()})
             metrics["psnr_noisy"] = round(psnr(clean, noisy), 4)
             metrics["rmse_noisy"] = round(rmse(clean, noisy), 4)

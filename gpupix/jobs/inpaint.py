@@ -155,7 +155,7 @@ class InpaintJob:
             values = compute_metrics(
                 self.config.metrics,
                 backend.to_device(np.ascontiguousarray(original[::step, ::step])),
-                backend.to_device(np.ascontiguousarray(result[::step, ::step])))
+                backend.to_device(np.ascontiguousarray(result[::step, ::step])), backend=backend)
             metrics.update({name: round(value, 4) for name, value in values.items()})
         if missing.any():
             value = psnr(backend.to_device(original), backend.to_device(result),

@@ -33,7 +33,7 @@ from gpupix.jobs.base import Processed
 from gpupix.ops.alpha import quantize_rgba
 from gpupix.ops.color import ciede2000, rgb_to_lab
 from gpupix.ops.dither import floyd_steinberg
-from gpupix.ops.metrics import compute_metrics
+from gpupix.ops.metrics import compute_metrics, delta_e, palette_metrics
 from gpupix.ops.palette_search import (
     ROUGH_BITS,
     HistogramAccumulator,
@@ -104,6 +104,8 @@ def pixel_quality(metric: str, reference: np.ndarray, result: np.ndarray,
         return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
     step = metric_grid(reference.shape)
     a, b = reference[::step, ::step], result[::step, ::step]
+    if visible is None:  # one CIEDE2000 per distinct pair of colours
+        return delta_e(a, b)
     difference = ciede2000(rgb_to_lab(a.astype(np.float32)), rgb_to_lab(b.astype(np.float32)))
     if visible is not None:
         return float(difference[visible[::step, ::step]].mean())
@@ -395,9 +397,17 @@ class QuantizeJob:
                 result_rgb = np.where(visible[..., None], result_rgb, rgb)
         if self.config.metrics:
             step = metric_grid(rgb.shape)
-            values = compute_metrics(
-                self.config.metrics, backend.to_device(reference_rgb[::step, ::step]),
-                backend.to_device(np.ascontiguousarray(result_rgb[::step, ::step])))
+            reference_grid = backend.to_device(np.ascontiguousarray(reference_rgb[::step, ::step]))
+            if partial or visible is not None:  # pixels that are not palette[indices]
+                values = compute_metrics(
+                    self.config.metrics, reference_grid,
+                    backend.to_device(np.ascontiguousarray(result_rgb[::step, ::step])),
+                    backend=backend)
+            else:  # from (colour, index) pairs: no result image but SSIM's
+                values = palette_metrics(
+                    self.config.metrics, reference_grid, backend.to_device(palette),
+                    backend.to_device(np.ascontiguousarray(indices[::step, ::step])),
+                    backend=backend)
             metrics.update({name: round(value, 4) for name, value in values.items()})
         judged_by = settings.target or settings.min_quality
         if judged_by is not None:  # the output's own quality, measured on its pixels

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from gpupix.ops._xp import array_namespace, constant
+from gpupix.ops._xp import array_namespace, constant, device
 
 ColorSpace = Literal["rgb", "lab", "oklab", "rgb_lab"]
 
@@ -52,8 +52,12 @@ _WHITE_D65 = [0.95047, 1.0, 1.08883]
 
 
 def _matmul3(x: Any, matrix: list[list[float]]) -> Any:
+    """``x @ matrix.T`` over the last axis, as nine scaled adds: a BLAS matmul with an inner
+    dimension of 3 is slower than the elementwise passes (and spins threads under load)."""
     xp = array_namespace(x)
-    return x @ xp.matrix_transpose(constant(xp, x, matrix, x.dtype))
+    columns = [x[..., 0], x[..., 1], x[..., 2]]
+    return xp.stack([columns[0] * row[0] + columns[1] * row[1] + columns[2] * row[2]
+                     for row in matrix], axis=-1)
 
 
 def _as_float(x: Any) -> Any:
@@ -62,9 +66,18 @@ def _as_float(x: Any) -> Any:
 
 
 def srgb_to_linear(rgb: Any) -> Any:
-    """sRGB 0..255 -> linear RGB 0..1."""
+    """sRGB 0..255 -> linear RGB 0..1 (float32; integer input through a 256-entry table)."""
     xp = array_namespace(rgb)
-    c = _as_float(rgb) / 255.0
+    if xp.isdtype(rgb.dtype, "integral"):
+        table = _srgb_to_linear_float(xp.arange(256, dtype=xp.float64, device=device(rgb)))
+        flat = xp.reshape(xp.astype(rgb, xp.int64), (-1,))
+        return xp.reshape(xp.astype(xp.take(table, flat), xp.float32), rgb.shape)
+    return _srgb_to_linear_float(_as_float(rgb))
+
+
+def _srgb_to_linear_float(rgb: Any) -> Any:
+    xp = array_namespace(rgb)
+    c = rgb / 255.0
     return xp.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
 
 
@@ -149,11 +162,10 @@ def ciede2000(lab1: Any, lab2: Any) -> Any:
     L1, a1, b1 = lab1[..., 0], lab1[..., 1], lab1[..., 2]
     L2, a2, b2 = lab2[..., 0], lab2[..., 1], lab2[..., 2]
     c_mean = (xp.sqrt(a1**2 + b1**2) + xp.sqrt(a2**2 + b2**2)) / 2
-    g = 0.5 * (1 - xp.sqrt(c_mean**7 / (c_mean**7 + 25.0**7)))
+    g = 0.5 * (1 - xp.sqrt(_seventh(c_mean) / (_seventh(c_mean) + 25.0**7)))
     a1p, a2p = (1 + g) * a1, (1 + g) * a2
     c1p, c2p = xp.sqrt(a1p**2 + b1**2), xp.sqrt(a2p**2 + b2**2)
-    h1p = xp.atan2(b1, a1p) % (2 * math.pi)
-    h2p = xp.atan2(b2, a2p) % (2 * math.pi)
+    h1p, h2p = _hue(xp, b1, a1p), _hue(xp, b2, a2p)
     chroma_zero = (c1p * c2p) == 0
 
     dL = L2 - L1
@@ -181,10 +193,22 @@ def ciede2000(lab1: Any, lab2: Any) -> Any:
         - 0.20 * xp.cos(4 * h_mean - math.radians(63))
     )
     d_theta = math.radians(30) * xp.exp(-(((h_mean - math.radians(275)) / math.radians(25)) ** 2))
-    r_c = 2 * xp.sqrt(cp_mean**7 / (cp_mean**7 + 25.0**7))
+    r_c = 2 * xp.sqrt(_seventh(cp_mean) / (_seventh(cp_mean) + 25.0**7))
     s_l = 1 + 0.015 * (L_mean - 50) ** 2 / xp.sqrt(20 + (L_mean - 50) ** 2)
     s_c = 1 + 0.045 * cp_mean
     s_h = 1 + 0.015 * cp_mean * t
     r_t = -xp.sin(2 * d_theta) * r_c
     term_l, term_c, term_h = dL / s_l, dC / s_c, dH / s_h
     return xp.sqrt(term_l**2 + term_c**2 + term_h**2 + r_t * term_c * term_h)
+
+
+def _seventh(x: Any) -> Any:
+    """x**7 by multiplications (a float power is a slow ``pow`` call per element)."""
+    square = x * x
+    return square * square * square * x
+
+
+def _hue(xp: Any, b: Any, a: Any) -> Any:
+    """Hue angle in [0, 2 pi): atan2 shifted by a select instead of a float modulo."""
+    angle = xp.atan2(b, a)
+    return xp.where(angle < 0, angle + 2 * math.pi, angle)

@@ -16,7 +16,8 @@ and palette are transferred: the sequential sweep has too little work per step f
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
+
+from gpupix.backends.base import CALL_THREADS
 
 LOOKUP_BITS = 6
 
@@ -26,7 +27,10 @@ def nearest_table(palette: np.ndarray, *, bits: int = LOOKUP_BITS) -> np.ndarray
     levels = (np.arange(1 << bits, dtype=np.float64) + 0.5) * (256.0 / (1 << bits))
     r, g, b = np.meshgrid(levels, levels, levels, indexing="ij")
     centres = np.stack([r.ravel(), g.ravel(), b.ravel()], axis=1)
-    _, nearest = cKDTree(palette.astype(np.float64)).query(centres, k=1, workers=-1)
+    from scipy.spatial import cKDTree  # imported when dithering, not at start-up
+
+    _, nearest = cKDTree(palette.astype(np.float64)).query(
+        centres, k=1, workers=CALL_THREADS.get() or -1)
     return nearest.astype(np.uint8)
 
 

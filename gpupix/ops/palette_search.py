@@ -27,6 +27,7 @@ import numpy as np
 from gpupix.backends.base import Array, Backend
 from gpupix.ops._xp import bincount
 from gpupix.ops.color import ColorSpace, ciede2000, rgb_to_lab, rgb_to_space
+from gpupix.ops.metrics import palette_metrics
 from gpupix.ops.quantize import ColourHistogram, colour_histogram, fit_palette, quantize
 
 Metric = Literal["psnr", "delta_e"]
@@ -216,6 +217,11 @@ def pixel_quality(metric: Metric, rgb: Array, palette: Array, indices: Array,
     """
     xp = _namespace(rgb)
     height, width = rgb.shape[:2]
+    if weights is None:  # from the distinct (colour, index) pairs, as the job's metrics
+        step = 1 if metric == "psnr" else max(1, math.ceil(math.sqrt(height * width /
+                                                                     max_pixels)))
+        return palette_metrics([metric], rgb[::step, ::step, :], palette,
+                               indices[::step, ::step])[metric]
     if metric == "delta_e":
         step = max(1, math.ceil(math.sqrt(height * width / max_pixels)))
         rgb = rgb[::step, ::step, :]

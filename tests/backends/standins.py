@@ -59,6 +59,11 @@ class StrictBackend:
         distances, indices = CpuBackend().kneighbors(to_numpy(fit_X), to_numpy(query_X), k=k)
         return self.to_device(distances), self.to_device(indices)
 
+    def box_mean(self, x, window):
+        from gpupix.ops.metrics import _box_mean  # the array-API route, strict all through
+
+        return _box_mean(x, window)
+
     def synchronize(self):
         return None
 
@@ -95,6 +100,25 @@ def make_fake_cupy(device_count: int = 1) -> types.ModuleType:
     cupy.cuda = types.SimpleNamespace(runtime=runtime, Device=lambda: types.SimpleNamespace(id=0),
                                       get_current_stream=lambda: stream)
     return cupy
+
+
+def make_fake_cupyx_ndimage(cupy: types.ModuleType) -> dict[str, types.ModuleType]:
+    """cupyx, cupyx.scipy and cupyx.scipy.ndimage with ``uniform_filter`` on SciPy; each call
+    is recorded in ``cupy.calls`` and must get a device array."""
+    from scipy import ndimage as scipy_ndimage
+
+    cupyx, scipy_module = types.ModuleType("cupyx"), types.ModuleType("cupyx.scipy")
+    ndimage = types.ModuleType("cupyx.scipy.ndimage")
+
+    def uniform_filter(x, size=3, mode="reflect"):
+        assert isinstance(x, FakeDeviceArray), "uniform_filter got a host array"
+        cupy.calls.append("uniform_filter")
+        return scipy_ndimage.uniform_filter(np.asarray(x), size=size, mode=mode).view(
+            FakeDeviceArray)
+
+    ndimage.uniform_filter = uniform_filter
+    cupyx.scipy, scipy_module.ndimage = scipy_module, ndimage
+    return {"cupyx": cupyx, "cupyx.scipy": scipy_module, "cupyx.scipy.ndimage": ndimage}
 
 
 def make_fake_cuml() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:

@@ -1,0 +1,145 @@
+"""The local executor: several images computed at once, read-ahead bounded by decoded bytes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import weakref
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from gpupix.config import ConfigError, load_config
+from gpupix.executors import local
+from gpupix.jobs.quantize import QuantizeJob
+from gpupix.pipeline import run_job
+
+SIDE = 1500  # one-colour PNGs of a few KB that decode to 6.75 MB each
+
+
+class LiveBytes:
+    """Bytes of decoded pixel arrays alive at once (a finalizer per array), and the peak."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.live = self.peak = 0
+
+    def add(self, nbytes: int) -> None:
+        with self.lock:
+            self.live += nbytes
+            self.peak = max(self.peak, self.live)
+
+    def drop(self, nbytes: int) -> None:
+        with self.lock:
+            self.live -= nbytes
+
+
+def run_counting(tmp_path, monkeypatch, budget: int | None) -> LiveBytes:
+    folder = tmp_path / "big"
+    if not folder.exists():
+        folder.mkdir()
+        for i in range(8):
+            Image.new("RGB", (SIDE, SIDE), (10 * i, 80, 200)).save(folder / f"one{i}.png")
+    counter = LiveBytes()
+    decode = local.decode
+
+    def counted_decode(path, **kwargs):
+        image = decode(path, **kwargs)
+        counter.add(image.pixels.nbytes)
+        weakref.finalize(image.pixels, counter.drop, image.pixels.nbytes)
+        return image
+
+    process = QuantizeJob.process
+
+    def slow_process(self, image, backend):  # compute slower than decode: the window fills
+        time.sleep(0.15)
+        return process(self, image, backend)
+
+    monkeypatch.setattr(local, "decode", counted_decode)
+    monkeypatch.setattr(QuantizeJob, "process", slow_process)
+    batch = {"size": 16, "prefetch": 2, "io_workers": 2, "compute_workers": 2}
+    if budget is not None:
+        batch["read_ahead_bytes"] = budget
+    name = f"out{budget}"
+    job = tmp_path / f"{name}.yaml"
+    job.write_text(yaml.safe_dump({
+        "job": "quantize", "input": {"paths": [str(folder)]}, "output": {"dir": name},
+        "backend": "cpu", "batch": batch, "quantize": {"k": 4}, "metrics": [],
+        "report": False}))
+    result = run_job(load_config(job))
+    assert result.counts["ok"] == 8
+    return counter
+
+
+def test_read_ahead_holds_decoded_bytes_within_the_budget(tmp_path, monkeypatch):
+    image_bytes = SIDE * SIDE * 3
+    budget = 20 << 20  # admits two images (each counted as RGBA from its header)
+    bounded = run_counting(tmp_path, monkeypatch, budget)
+    assert 0 < bounded.peak <= budget
+    assert bounded.peak <= 2 * image_bytes
+    # the counter can tell: with the default budget (1 GiB) the eight images pile up
+    unbounded = run_counting(tmp_path, monkeypatch, None)
+    assert unbounded.peak > 2 * image_bytes
+
+
+def test_an_image_larger_than_the_budget_runs_alone(tmp_path):
+    window = local._ByteWindow(100)
+    assert window.fits(500)
+    window.take(500)
+    assert not window.fits(1)
+    window.give(500)
+    assert window.fits(60)
+
+
+def test_decoded_bytes_reads_the_header_only(tmp_path):
+    Image.new("RGB", (300, 200)).save(tmp_path / "a.png")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    assert local.decoded_bytes(tmp_path / "a.png") == 300 * 200 * 4
+    assert local.decoded_bytes(tmp_path / "junk.png") == 0
+    assert local.decoded_bytes(tmp_path / "missing.png") == 0
+
+
+def test_compute_threads_share_the_cores():
+    from gpupix.backends import CpuBackend
+
+    executor = local.LocalExecutor(compute_workers=None)
+    workers, per_call = executor.threads_for(CpuBackend())
+    assert workers == local.usable_cores() and per_call == 1
+    workers, per_call = local.LocalExecutor(compute_workers=1).threads_for(CpuBackend())
+    assert workers == 1 and per_call == local.usable_cores()
+
+
+@pytest.mark.parametrize("value", [0, 1000, "lots"])
+def test_read_ahead_budget_is_validated(tmp_path, value):
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({
+        "job": "quantize", "input": {"paths": ["x"]}, "output": {"dir": "out"},
+        "batch": {"read_ahead_bytes": value}}))
+    with pytest.raises(ConfigError, match="read_ahead_bytes"):
+        load_config(job)
+
+
+def test_compute_threads_give_the_same_rows_as_one(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(
+            folder / f"n{i}.png")
+    rows = {}
+    for workers in (1, 4):
+        job = tmp_path / f"w{workers}.yaml"
+        job.write_text(yaml.safe_dump({
+            "job": "quantize", "input": {"paths": [str(folder)]}, "output": {
+                "dir": f"w{workers}"}, "backend": "cpu", "quantize": {"k": 8},
+            "batch": {"compute_workers": workers}, "report": False}))
+        run_job(load_config(job))
+        lines = (tmp_path / f"w{workers}" / "metrics.jsonl").read_text().splitlines()
+        rows[workers] = [{k: v for k, v in json.loads(line).items()
+                          if k not in ("seconds", "output")} for line in lines]
+        for output in sorted((tmp_path / f"w{workers}").glob("*.png")):
+            rows[workers].append(output.read_bytes())
+    assert rows[1] == rows[4]
