@@ -19,8 +19,10 @@ from gpupix.io import (
     OUTPUT_SUFFIXES,
     DecodedImage,
     InputItem,
+    _glob_base,
     decode,
     encode_image,
+    is_glob,
     open_image,
 )
 from gpupix.jobs.base import Processed
@@ -59,14 +61,12 @@ class InpaintJob:
     def __init__(self, config: JobConfig) -> None:
         self.config = config
         self.settings = config.inpaint
-        self._relatives: dict[Path, Path] = {}
 
     def accepts(self, item: InputItem) -> bool:
         """Mask files found among the inputs are masks, not images to repair."""
         return not item.path.name.endswith(self.settings.mask_suffix)
 
     def output_relatives(self, item: InputItem) -> list[Path]:
-        self._relatives[item.path] = item.relative  # where to look in inpaint.reference
         return [item.relative.with_suffix(OUTPUT_SUFFIXES[self.config.output.format])]
 
     def find_missing(self, image: DecodedImage) -> tuple[np.ndarray, str]:
@@ -127,12 +127,20 @@ class InpaintJob:
             result = np.dstack([result, alpha])
         return Processed(payload={"image": result}, metrics=metrics)
 
+    def _relatives_of(self, path: Path) -> list[Path]:
+        """Where ``path`` sits below the input folders or globs (as its output does): found
+        from the config alone, so a job rebuilt on a Dask worker finds the same reference."""
+        found = []
+        for entry in self.config.input.paths:
+            base = Path(_glob_base(entry)) if is_glob(entry) else Path(entry)
+            if base.is_dir() and path.is_relative_to(base):
+                found.append(path.relative_to(base))
+        return found
+
     def _reference(self, image: DecodedImage) -> Path | None:
         reference = Path(self.settings.reference)
         path = image.path or Path("image")
-        candidates = []
-        if path in self._relatives:
-            candidates.append(reference / self._relatives[path])
+        candidates = [reference / relative for relative in self._relatives_of(path)]
         candidates.append(reference / path.name)
         candidates += [reference / (path.stem + suffix) for suffix in sorted(IMAGE_SUFFIXES)]
         return next((c for c in candidates if c.is_file()), None)

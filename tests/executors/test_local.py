@@ -143,3 +143,28 @@ def test_compute_threads_give_the_same_rows_as_one(tmp_path):
         for output in sorted((tmp_path / f"w{workers}").glob("*.png")):
             rows[workers].append(output.read_bytes())
     assert rows[1] == rows[4]
+
+
+def test_a_rows_seconds_count_its_decode_once(tmp_path, monkeypatch):
+    """seconds = decode + compute + write of that image, each once (a slow decoder shows once,
+    not also as time waited for it in the compute step)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    slow = local.decode
+
+    def slow_decode(path, **options):
+        time.sleep(1.0)
+        return slow(path, **options)
+
+    monkeypatch.setattr(local, "decode", slow_decode)
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({
+        "job": "quantize", "input": {"paths": [str(folder)]},
+        "output": {"dir": str(tmp_path / "out")}, "backend": "cpu", "report": False,
+        "metrics": [], "batch": {"io_workers": 3, "compute_workers": 1}}))
+    result = run_job(load_config(job))
+    seconds = [row["seconds"] for row in result.rows]
+    # the 1 s decode counted once (twice would be 2 s or more)
+    assert all(1.0 <= s < 1.9 for s in seconds), seconds
