@@ -408,12 +408,21 @@ class QuantizeJob:
                     self.config.metrics, reference_grid, backend.to_device(palette),
                     backend.to_device(np.ascontiguousarray(indices[::step, ::step])),
                     backend=backend)
+            if visible is not None:  # transparent pixels are not judged, by any metric
+                for name in ("psnr", "delta_e"):
+                    if name in values:
+                        values[name] = pixel_quality(name, reference_rgb, result_rgb, visible)
+                if "rmse" in values:
+                    psnr_visible = pixel_quality("psnr", reference_rgb, result_rgb, visible)
+                    values["rmse"] = 255.0 * 10 ** (-psnr_visible / 20)
             metrics.update({name: round(value, 4) for name, value in values.items()})
         judged_by = settings.target or settings.min_quality
         if judged_by is not None:  # the output's own quality, measured on its pixels
             metrics["quality_metric"] = judged_by.metric
             metrics["quality"] = _round(pixel_quality(judged_by.metric, reference_rgb,
                                                       result_rgb, visible))
+            if judged_by.metric in metrics:  # one number: what is reported is what is judged
+                metrics[judged_by.metric] = metrics["quality"]
         metrics.update(extra)
         if notes:
             metrics["notes"] = "; ".join(notes)

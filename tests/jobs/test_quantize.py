@@ -269,3 +269,38 @@ def test_partial_alpha_auto_k_finds_the_number_of_rgba_colours(tmp_path):
     out = np.asarray(Image.open(tmp_path / "out" / "a.png").convert("RGBA")).astype(int)
     assert np.abs(out - image)[image[..., 3] > 0].max() <= 1
     assert (out[image[..., 3] == 0][:, 3] == 0).all()
+
+
+def test_semi_transparent_metrics_target_and_min_quality_agree(tmp_path):
+    """psnr, quality and min_quality measure one thing: the visible pixels' colour as seen
+    (premultiplied by alpha); transparent pixels are judged by none of them."""
+    import json
+
+    import yaml
+
+    from gpupix.config import load_config
+    from gpupix.pipeline import run_job
+    from tests.conftest import gradient_image
+
+    rgba = np.dstack([gradient_image(40, 40), np.full((40, 40), 255, np.uint8)])
+    rgba[:20, :, 3] = 0            # half transparent: must not lift the PSNR
+    rgba[20:30, :, 3] = 128        # partial alpha
+    (tmp_path / "in").mkdir()
+    from PIL import Image
+
+    Image.fromarray(rgba).save(tmp_path / "in" / "a.png")
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({
+        "job": "quantize", "input": {"paths": [str(tmp_path / "in")]},
+        "output": {"dir": str(tmp_path / "out")}, "backend": "cpu", "report": False,
+        "metrics": ["psnr", "rmse", "delta_e"],
+        "quantize": {"k": 6, "min_quality": {"psnr": 10}}}))
+    row = run_job(load_config(job)).rows[0]
+    assert row["status"] == "ok"
+    assert row["quality_metric"] == "psnr" and row["psnr"] == row["quality"]
+    assert abs(row["rmse"] - 255 * 10 ** (-row["psnr"] / 20)) < 1e-3
+    job.write_text(job.read_text().replace("psnr: 10", f"psnr: {row['psnr'] + 0.01}")
+                   .replace(str(tmp_path / "out"), str(tmp_path / "out2")))
+    refused = run_job(load_config(job)).rows[0]
+    assert refused["status"] == "failed" and refused["quality"] == row["quality"]
+    assert json.dumps(refused)  # the row is plain JSON
