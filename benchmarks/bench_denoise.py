@@ -3,13 +3,13 @@
     python benchmarks/bench_denoise.py [--backend cpu] [--repeats 5]
 
 Digits: ``sklearn.datasets.load_digits`` scaled to 0..255, 80/20 split (random_state=0),
-noise drawn with ``default_rng(0)``: Gaussian sigma=50 clipped to 0..255, and the seed's
-``randint(0, 500)`` (not clipped, as in the seed). Peers: no denoising, the seed's
+noise drawn with ``default_rng(0)``: Gaussian sigma=50 clipped to 0..255, and the classic
+``randint(0, 500)`` (not clipped, as in the tutorial). Peers: no denoising, the tutorial's
 ``KNeighborsClassifier`` (multi-output, default k=5) and ``KNeighborsRegressor(k=5)``, all
 trained on one noisy draw of the training set. gpupix's model is fitted once on that same
 single draw (``paired``, the peers' information exactly) and once from the clean training
 set and the noise model with 4 draws (``copies=4``, what ``fit_denoiser`` does by default).
-Targets (issue 4): RMSE <= 0.9x the regressor's, below the classifier's, and fit + denoise
+Targets: RMSE <= 0.9x the regressor's, below the classifier's, and fit + denoise
 of the test set under 1 s on cpu.
 
 Photo: ``skimage.data.astronaut()`` (512x512 RGB), Gaussian sigma=25 clipped. Peer:

@@ -4,7 +4,7 @@ Quality: PSNR over the missing pixels only, on scikit-image's astronaut, chelsea
 with 30% and 60% of the pixels missing at random and with square holes; peers are
 ``skimage.restoration.inpaint_biharmonic`` and OpenCV's ``INPAINT_NS`` (radius 3), when
 opencv-python-headless is installed (the dev extra has it). Speed: a 2048x2048 image with 30%
-missing against biharmonic, ``k: auto``'s overhead, and seed 000's scenario (1280x915, 30%
+missing against biharmonic, ``k: auto``'s overhead, and the classic tutorial scenario (1280x915, 30%
 missing, K searched over 1..19). Every ratio compares numbers measured in this run.
 
     python benchmarks/bench_inpaint.py [--backend cpu|cuda] [--quick]
@@ -154,7 +154,7 @@ def speed(backend, size: int, *, with_biharmonic: bool = True) -> None:
 
 
 def seed_scenario(backend) -> None:
-    print("\n## Seed 000's scenario: 1280x915, 30% missing, K searched over 1..19, then filled")
+    print("\n## The classic scenario: 1280x915, 30% missing, K searched over 1..19, then filled")
     image = large_image((915, 1280))
     missing = damage_mask(image.shape[:2], drop=0.3, rng=np.random.default_rng(0))
     for method in ("vote", "knn", "knn_linear"):

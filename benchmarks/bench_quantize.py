@@ -5,7 +5,7 @@
 For each photo and k it prints our op time, libimagequant's (the PyPI ``imagequant``
 package, in-process, no dithering) and their ratio; PSNR and mean CIEDE2000 of ours and of
 ``pngquant --nofs`` (skipped with a note when the pngquant binary is absent). Targets
-(issue 2): ratio >= 10, PSNR >= pngquant + 0.1 dB, delta E <= pngquant's.
+Targets: ratio >= 10, PSNR >= pngquant + 0.1 dB, delta E <= pngquant's.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Quality targets, shared palettes and dithering, measured in one run (issue 5's targets).
+"""Quality targets, shared palettes and dithering, measured in one run.
 
 1. ``k: auto`` with ``target: {psnr: 35}`` on astronaut, chelsea and coffee: the chosen k
    meets the target, k - 1 run as a plain fixed-k run misses it, and the whole search costs

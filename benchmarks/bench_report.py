@@ -1,7 +1,7 @@
 """What the report costs: quantize N small generated images with ``report: true``, and
 rebuild the report on its own; prints the times and the ratios.
 
-The target (issue 6): the report takes at most 10% of the run's time for 1,000 images.
+The target: the report takes at most 10% of the run's time for 1,000 images.
 Within one run, the run's own time is ``summary.json``'s ``wall_seconds`` (everything before
 the report) and the report's is the rest, so both are measured under the same load; on a
 shared machine that is steadier than comparing two runs. ``--compare`` also times a run

@@ -71,7 +71,7 @@ def metric_grid(shape: tuple[int, ...]) -> int:
 
 def size_accounting(height: int, width: int, colours: int, *, alpha_in: bool,
                     alpha_out: bool) -> dict[str, float | int]:
-    """Bits of the raw image against palette + indices (seed 004's count).
+    """Bits of the raw image against palette + indices (the classic palette-compression count).
 
     A palette entry costs 24 bits (32 with alpha), an index ceil(log2(colours)) bits (at
     least 1), a raw pixel 24 bits (32 when the input has alpha). For 128 x 128 pixels and 16

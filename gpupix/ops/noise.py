@@ -1,4 +1,4 @@
-"""Noise models: Gaussian, uniform (the seed's ``randint(0, 500)``) and salt-and-pepper.
+"""Noise models: Gaussian, uniform (the classic ``randint(0, 500)`` noise) and salt-and-pepper.
 
 The random draws are made on the host with a :class:`numpy.random.Generator`, so a seed gives
 the same noise on every backend, then moved to the device where they are applied. Applying
@@ -25,7 +25,7 @@ class NoiseModel:
     ----------
     kind : {"gaussian", "uniform", "salt_pepper"}, default="gaussian"
         ``gaussian`` adds N(0, sigma^2) per value; ``uniform`` adds integers drawn uniformly
-        from ``low..high-1`` (the seed's ``randint(0, 500)``); ``salt_pepper`` sets a fraction
+        from ``low..high-1`` (the classic ``randint(0, 500)`` noise); ``salt_pepper`` sets a fraction
         ``amount`` of the pixels (all channels) to 0 or 255 with equal odds.
     sigma : float, default=25
     low, high : int, default=0, 500

@@ -27,7 +27,7 @@ def test_gaussian_is_clipped_unless_asked_not_to(any_backend):
     assert raw.max() > 300
 
 
-def test_uniform_is_the_seeds_randint(any_backend):
+def test_uniform_is_the_classic_randint(any_backend):
     clean = np.zeros((300, 300, 1), np.uint8)
     noisy = _noisy(any_backend, NoiseModel("uniform", low=0, high=500, clip=False), clean)
     assert noisy.min() >= 0 and noisy.max() <= 499
