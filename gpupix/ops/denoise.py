@@ -1,7 +1,7 @@
 """Nearest-neighbour denoising: a model learned from noisy/clean pairs, and self-similarity.
 
 Learned (:func:`fit_knn_denoiser`, :func:`predict`). Rows are whole images (``kind:
-whole``) or patches (``kind: patch``). A nearest-neighbour classifier copies the clean image of noisy
+whole``) or patches (``kind: patch``). A KNN classifier copies the clean image of noisy
 neighbours; that is worse than doing nothing on Gaussian noise, because neighbours of a noisy
 vector are chosen mostly by the noise. Here a linear denoiser (ridge regression of clean on
 the PCA features of noisy rows: the Wiener filter, a "denoised projection") does the coarse

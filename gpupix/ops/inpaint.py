@@ -11,7 +11,7 @@ A missing pixel takes its colour from its k nearest *known* pixels in (row, col)
   direction (Takeda, Farsiu & Milanfar, "Kernel regression for image processing and
   reconstruction", 2007): the structure tensor of a first, isotropic fit stretches the
   kernel along edges, so colours do not bleed across them;
-- ``vote``: the (weighted) majority colour among the neighbours (a nearest-neighbour classifier), for
+- ``vote``: the (weighted) majority colour among the neighbours (a KNN classifier), for
   palette images where new colours are wrong.
 
 Deep inside a hole (nearest known pixel more than 2.5 pixels away) ``knn`` and ``knn_linear``

@@ -25,7 +25,7 @@ class NoiseModel:
     ----------
     kind : {"gaussian", "uniform", "salt_pepper"}, default="gaussian"
         ``gaussian`` adds N(0, sigma^2) per value; ``uniform`` adds integers drawn uniformly
-        from ``low..high-1`` (the classic ``randint(0, 500)`` noise); ``salt_pepper`` sets a fraction
+        from ``low..high-1`` (as ``randint(0, 500)``); ``salt_pepper`` sets a fraction
         ``amount`` of the pixels (all channels) to 0 or 255 with equal odds.
     sigma : float, default=25
     low, high : int, default=0, 500
