@@ -1,11 +1,12 @@
 # make run: set up .venv if needed, then quantize the sample images in examples/.
 # make test: set up .venv if needed, then ruff and pytest.
+# make test-contract: gpupix's cuML/CuPy calls against the real packages (no GPU needed).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.gpupix-installed
 
-.PHONY: run test bench lint clean digits run-inpaint install
+.PHONY: run test bench lint clean digits run-inpaint install contract-env test-contract gpu-check
 
 # The one install step: CI (make test) and docker/Dockerfile.cpu both run it.
 EXTRAS ?= dev,report,dask
@@ -32,6 +33,18 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# The real GPU wheels live in a cache outside the clone (keyed on the pins), not in .venv.
+CONTRACT_VENV ?= $(HOME)/.cache/gpupix/contract-venv
+export CONTRACT_VENV
+
+contract-env:
+	.ci/contract-env
+
+# GPUPIX_CONTRACT_REQUIRED turns "cuML does not import" from a skip into a failure here.
+test-contract: contract-env
+	GPUPIX_CONTRACT_REQUIRED=1 PYTHONPATH=$(CURDIR) \
+		$(CONTRACT_VENV)/bin/python -m pytest -q -p no:cacheprovider -m contract tests/contract
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_quantize.py
