@@ -18,6 +18,10 @@ Array = Any  # an array of ``backend.xp``: numpy.ndarray on cpu, cupy.ndarray on
 class Backend(Protocol):
     name: str
     xp: ModuleType
+    # True when ``kneighbors`` ranks by distances free of cancellation (cpu: a float64
+    # KD-tree). cuML computes |q|^2 + |f|^2 - 2 q.f in float32, which can swap near-equal
+    # neighbours: callers that need the exact order use ``gpupix.ops._knn.exact_kneighbors``.
+    exact_kneighbors: bool
 
     @classmethod
     def available(cls) -> bool:
