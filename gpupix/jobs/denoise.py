@@ -29,6 +29,7 @@ from gpupix.config import JobConfig, NoiseConfig
 from gpupix.errors import ConfigError, ImageError
 from gpupix.io import DecodedImage, InputItem, decode, read_ahead, write_atomic
 from gpupix.jobs.base import Processed
+from gpupix.ops._xp import clip
 from gpupix.ops.denoise import (
     KnnDenoiser,
     denoise_patchwise,
@@ -79,7 +80,7 @@ def encode_png(values: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
 
 def to_uint8(values: Array, backend: Backend) -> np.ndarray:
     xp = backend.xp
-    return backend.to_host(xp.astype(xp.clip(xp.round(values), 0.0, 255.0), xp.uint8))
+    return backend.to_host(xp.astype(clip(xp.round(values), 0.0, 255.0), xp.uint8))
 
 
 def as_rgb(values: np.ndarray) -> np.ndarray:
