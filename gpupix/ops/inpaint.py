@@ -577,6 +577,7 @@ def choose_k(image: Array, missing: Array, *, backend: Backend, method: Method =
     taken in random order are kept, until there are ``holdout_max``: the sweep's cost stops
     growing with the image while its estimate stays unbiased.
     ``known`` ((H, W) bool, optional) limits the pixels that may be hidden or be neighbours.
+    ``missing`` and ``known`` may be NumPy arrays on any backend (they are read on the host).
     Returns ``default`` (and an empty curve) when fewer than 2 pixels can be hidden.
     """
     xp = backend.xp

@@ -91,6 +91,10 @@ class FakeDeviceArray(np.ndarray):
     def __array_wrap__(self, array, context=None, return_scalar=False):
         return np.asarray(array).view(FakeDeviceArray)
 
+    def __array_function__(self, func, types, args, kwargs):
+        # functions such as concatenate return a base ndarray: keep it on the 'device'
+        return _on_device(super().__array_function__(func, types, args, kwargs))
+
     def __getitem__(self, key):
         out = super().__getitem__(key)
         return out if isinstance(out, np.ndarray) else np.asarray(out).view(FakeDeviceArray)
@@ -115,6 +119,14 @@ class FakeDeviceArray(np.ndarray):
         return self._host().tolist()
 
 
+def _on_device(result):
+    if isinstance(result, tuple):
+        return tuple(_on_device(part) for part in result)
+    if isinstance(result, np.ndarray | np.generic) and not isinstance(result, FakeDeviceArray):
+        return np.asarray(result).view(FakeDeviceArray)
+    return result
+
+
 def make_fake_cupy(device_count: int = 1) -> types.ModuleType:
     """A module with the slice of CuPy's API that gpupix's cuda backend uses.
 
@@ -137,7 +149,8 @@ def make_fake_cupy(device_count: int = 1) -> types.ModuleType:
 
     def asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
         calls.append("asnumpy")
-        _COUNTS["download"] += 1  # some NumPy functions (concatenate) drop the subclass
+        if isinstance(a, FakeDeviceArray):  # CuPy returns a NumPy array as it is
+            _COUNTS["download"] += 1
         return np.asarray(a, order=order).view(np.ndarray)
 
     def ascontiguousarray(a, dtype=None):
