@@ -46,6 +46,20 @@ test-contract: contract-env
 	GPUPIX_CONTRACT_REQUIRED=1 PYTHONPATH=$(CURDIR) \
 		$(CONTRACT_VENV)/bin/python -m pytest -q -p no:cacheprovider -m contract tests/contract
 
+# On a machine with an NVIDIA GPU: gpu-marked tests, cuda vs cpu agreement for every job
+# kind, benchmarks side by side -> out/gpu-check.json (under 10 minutes). Its own .venv-gpu
+# holds the cuda extra; without a GPU it says so and installs nothing.
+GPU_VENV ?= .venv-gpu
+
+gpu-check:
+	@if ! nvidia-smi -L >/dev/null 2>&1; then \
+		echo "gpu-check: SKIPPED: no NVIDIA GPU answers here (nvidia-smi -L)." \
+		     "Run it on a machine with one."; \
+		exit 0; \
+	fi; \
+	$(MAKE) install VENV=$(GPU_VENV) EXTRAS=dev,report,dask,cuda && \
+	$(GPU_VENV)/bin/python benchmarks/gpu_check.py
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_quantize.py
 	$(BIN)/python benchmarks/bench_denoise.py
