@@ -166,7 +166,7 @@ def tile_neighbours(backend: Backend, colours: Array, known: Array, query: Array
 
 def _search(backend: Backend, k_rows: Array, k_cols: Array, q_rows: Array, q_cols: Array, *,
             origin: tuple[int, int], k: int) -> tuple[Array, Array]:
-    """backend.kneighbors on region-local coordinates (small numbers: float32-safe)."""
+    """Exact neighbours on region-local coordinates (float32 distances re-ranked)."""
     xp = backend.xp
     f64 = xp.float64
     kr, kc = xp.astype(k_rows, f64), xp.astype(k_cols, f64)
