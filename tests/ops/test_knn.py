@@ -90,3 +90,23 @@ def test_inpaint_on_the_float32_standin_is_the_cpu_result_at_any_tile(fake_cuda,
         results.append(out)
     if method == "knn":
         np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_the_rerank_is_array_api_only():
+    """The re-rank on array_api_strict's device1 (np.asarray refuses, as on CuPy)."""
+    from tests.backends.standins import StrictBackend, float32_expanded_kneighbors, to_numpy
+
+    class Float32Strict(StrictBackend):
+        exact_kneighbors = False
+
+        def kneighbors(self, fit_X, query_X, *, k):
+            distances, indices = float32_expanded_kneighbors(to_numpy(fit_X),
+                                                             to_numpy(query_X), k)
+            return self.to_device(distances), self.to_device(indices)
+
+    backend = Float32Strict()
+    fit, queries = jittered_grid(np.random.default_rng(2), size=32)
+    _, indices = exact_kneighbors(backend, backend.to_device(fit), backend.to_device(queries),
+                                  k=8)
+    np.testing.assert_array_equal(backend.to_host(indices),
+                                  float64_neighbours(fit, queries, 8)[1])
