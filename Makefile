@@ -2,11 +2,13 @@
 #           sample images in examples/.
 # make test: the same, plus the dev and dask extras (tests, linters, benchmark peers), then
 #           ruff and pytest.
+# make test-contract: gpupix's cuML/CuPy calls against the real packages (no GPU needed).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast bench lint clean digits run-inpaint install
+.PHONY: run test test-fast bench lint clean digits run-inpaint install contract-env test-contract \
+	gpu-check
 
 # An editable install in "compat" mode puts the clone itself on sys.path, so `import gpupix`
 # from the clone's parent folder still finds the package, not the clone folder of that name.
@@ -53,6 +55,33 @@ test: $(TEST_STAMP)
 test-fast: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -m "not slow and not browser and not signals"
+
+
+# The real GPU wheels live in a cache outside the clone (keyed on the pins), not in .venv.
+CONTRACT_VENV ?= $(HOME)/.cache/gpupix/contract-venv
+export CONTRACT_VENV
+
+contract-env:
+	.ci/contract-env
+
+# GPUPIX_CONTRACT_REQUIRED turns "cuML does not import" from a skip into a failure here.
+test-contract: contract-env
+	GPUPIX_CONTRACT_REQUIRED=1 PYTHONPATH=$(CURDIR) \
+		$(CONTRACT_VENV)/bin/python -m pytest -q -p no:cacheprovider -m contract tests/contract
+
+# On a machine with an NVIDIA GPU: gpu-marked tests, cuda vs cpu agreement for every job
+# kind, benchmarks side by side -> out/gpu-check.json (under 10 minutes). Its own .venv-gpu
+# holds the cuda extra; without a GPU it says so and installs nothing.
+GPU_VENV ?= .venv-gpu
+
+gpu-check:
+	@if ! nvidia-smi -L >/dev/null 2>&1; then \
+		echo "gpu-check: SKIPPED: no NVIDIA GPU answers here (nvidia-smi -L)." \
+		     "Run it on a machine with one."; \
+		exit 0; \
+	fi; \
+	$(MAKE) install VENV=$(GPU_VENV) EXTRAS=dev,report,dask,cuda && \
+	$(GPU_VENV)/bin/python benchmarks/gpu_check.py
 
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/bench_quantize.py

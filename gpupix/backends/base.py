@@ -25,6 +25,10 @@ CALL_THREADS: ContextVar[int | None] = ContextVar("gpupix_call_threads", default
 class Backend(Protocol):
     name: str
     xp: ModuleType
+    # True when ``kneighbors`` ranks by distances free of cancellation (cpu: a float64
+    # KD-tree). cuML computes |q|^2 + |f|^2 - 2 q.f in float32, which can swap near-equal
+    # neighbours: callers that need the exact order use ``gpupix.ops._knn.exact_kneighbors``.
+    exact_kneighbors: bool
 
     @classmethod
     def available(cls) -> bool:

@@ -49,6 +49,7 @@ class CudaBackend:
     """CuPy + cuML; the ops see only ``xp`` (array_api_compat.cupy) and the calls below."""
 
     name = "cuda"
+    exact_kneighbors = False  # cuML's euclidean brute force: the expanded formula in float32
 
     def __init__(self) -> None:
         reason = self.unavailable_reason()
@@ -104,7 +105,9 @@ class CudaBackend:
         X = cupy.ascontiguousarray(cupy.asarray(X, dtype=cupy.float32))
         model = KMeans(
             n_clusters=n_clusters,
-            init="scalable-k-means++" if init is None else cupy.asarray(init, dtype=cupy.float32),
+            # exact k-means++ (cuML: k-means|| with oversampling_factor=0), the seeding the
+            # cpu backend's scikit-learn K-means uses, so both backends start alike
+            init="k-means++" if init is None else cupy.asarray(init, dtype=cupy.float32),
             n_init=1,
             max_iter=max_iter,
             tol=1e-4,
@@ -121,8 +124,9 @@ class CudaBackend:
         from cuml.neighbors import NearestNeighbors
 
         cupy = self._cupy
-        # brute force is exact; cuML's 'auto' may pick the approximate-free but
-        # dimension-limited rbc for 2-D data, so say what we want.
+        # brute force searches every row; cuML's 'auto' may pick rbc for 2-D data, so say
+        # what we want. Its distances are float32 |q|^2 + |f|^2 - 2 q.f: near-equal
+        # neighbours may swap (see exact_kneighbors).
         model = NearestNeighbors(n_neighbors=k, algorithm="brute", metric="euclidean",
                                  output_type="cupy")
         model.fit(cupy.asarray(fit_X, dtype=cupy.float32))

@@ -59,6 +59,34 @@ IN_FLIGHT_PER_THREAD = 1
 CONNECT_TIMEOUT = "30s"  # for a scheduler at an address: Dask's own default
 
 
+def cluster_options(n_workers: int | None) -> dict[str, Any]:
+    """Keywords for the local cluster gpupix starts (LocalCluster, or LocalCUDACluster, which
+    passes all but ``n_workers``/``threads_per_worker`` on to LocalCluster)."""
+    return {"n_workers": n_workers, "threads_per_worker": 1, "host": "127.0.0.1",
+            "dashboard_address": "127.0.0.1:0"}
+
+
+def check_cuda_workers(n_workers: int | None) -> None:
+    """ConfigError when ``n_workers`` exceeds the visible GPUs.
+
+    LocalCUDACluster runs one worker per GPU and fails with a bare ``ValueError("Can not
+    scale beyond visible devices")`` past them; the count is dask-cuda's own
+    (``CUDA_VISIBLE_DEVICES``, else NVML).
+    """
+    if n_workers is None:
+        return
+    from dask_cuda.utils import get_n_gpus
+
+    try:
+        count = int(get_n_gpus())
+    except Exception:  # no NVML to ask: dask-cuda reports what is wrong itself
+        return
+    if n_workers > count:
+        raise ConfigError(f"executor.n_workers: {n_workers} is more than the {count} visible "
+                          f"GPU(s); the cuda backend runs one Dask worker per GPU: use "
+                          f"1..{count}, or leave it unset for one per GPU")
+
+
 class DaskExecutor:
     """Run each chunk of images as one Dask task; yield its rows as it finishes.
 
@@ -126,8 +154,7 @@ class DaskExecutor:
             except (OSError, ValueError) as exc:  # unreachable; an unknown scheme
                 raise ConfigError(f"executor.address: cannot reach the Dask scheduler at "
                                   f"{self.address!r} ({exc})") from None
-        options: dict[str, Any] = {"n_workers": self.n_workers, "threads_per_worker": 1,
-                                   "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
+        options = cluster_options(self.n_workers)
         with dask.config.set({"distributed.scheduler.allowed-failures": self.retries}):
             if backend.name == "cuda":
                 try:
@@ -137,6 +164,7 @@ class DaskExecutor:
                                       f"dask-cuda (pip install 'gpupix[cuda,dask]'): {exc}"
                                       ) from None
 
+                check_cuda_workers(self.n_workers)
                 cluster = LocalCUDACluster(**options)
             else:
                 options["n_workers"] = self.n_workers or os.cpu_count() or 1

@@ -35,6 +35,7 @@ from gpupix.io import (
     write_atomic,
 )
 from gpupix.jobs.base import Processed
+from gpupix.ops._xp import array_namespace, clip
 from gpupix.ops.denoise import (
     MAX_WHOLE_VALUES,
     KnnDenoiser,
@@ -86,12 +87,21 @@ def _with_alpha(values: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
 
 
 def to_uint8(values: Array, backend: Backend) -> np.ndarray:
+    return backend.to_host(device_uint8(values, backend))
+
+
+def device_uint8(values: Array, backend: Backend) -> Array:
+    """``values`` rounded and clipped to uint8, left on the device."""
     xp = backend.xp
-    return backend.to_host(xp.astype(xp.clip(xp.round(values), 0.0, 255.0), xp.uint8))
+    return xp.astype(clip(xp.round(values), 0.0, 255.0), xp.uint8)
 
 
-def as_rgb(values: np.ndarray) -> np.ndarray:
-    return values if values.shape[2] == 3 else np.repeat(values, 3, axis=2)
+def as_rgb(values: Array) -> Array:
+    """(H, W, 3) from (H, W, 1|3), in the array's own namespace."""
+    if values.shape[2] == 3:
+        return values
+    xp = array_namespace(values)
+    return xp.concat([values] * 3, axis=2)
 
 
 class DenoiseJob:
@@ -156,12 +166,12 @@ class DenoiseJob:
             metrics["sigma"] = round(result.sigma, 3)
         else:
             denoised = self._with_model(noisy, image, backend)
-        out = to_uint8(denoised, backend)
+        out_d = device_uint8(denoised, backend)
+        out = backend.to_host(out_d)
         noisy_u8 = to_uint8(noisy, backend) if self.noise is not None else None
-        if self.noise is not None:
-            reference = backend.to_device(as_rgb(values))
-            result_rgb = backend.to_device(as_rgb(out))
-            scores = compute_metrics(self.config.metrics, reference, result_rgb, backend=backend)
+        if self.noise is not None:  # scored on the device copies: nothing goes up again
+            scores = compute_metrics(self.config.metrics, as_rgb(clean), as_rgb(out_d),
+                                     backend=backend)
             metrics.update({name: round(value, 4) for name, value in scores.items()})
             metrics["psnr_noisy"] = round(psnr(clean, noisy), 4)
             metrics["rmse_noisy"] = round(rmse(clean, noisy), 4)
@@ -357,7 +367,7 @@ class FitDenoiserJob:
             denoised = xp.reshape(predict(model, rows, backend=backend), noisy_d.shape)
         else:
             denoised = denoise_patchwise(model, noisy_d, backend=backend)
-        out = backend.to_device(to_uint8(denoised, backend))
+        out = device_uint8(denoised, backend)
         return {"psnr": round(psnr(clean_d, out), 4), "rmse": round(rmse(clean_d, out), 4),
                 "psnr_noisy": round(psnr(clean_d, noisy_d), 4),
                 "rmse_noisy": round(rmse(clean_d, noisy_d), 4),

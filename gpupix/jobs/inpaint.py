@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpupix.backends.base import Backend
+from gpupix.backends.base import Array, Backend
 from gpupix.config import JobConfig
 from gpupix.errors import ImageError
 from gpupix.io import (
@@ -100,6 +100,7 @@ class InpaintJob:
             metrics["notes"] = (f"no missing pixel found (mask: {s.mask}, looked at: "
                                 f"{source}); copied unchanged")
             result = rgb
+            device_result = device_missing = None
         else:
             # transparent pixels' colours mean nothing: they are never neighbours
             usable = ~missing & (image.pixels[..., 3] > 0) if image.has_alpha else ~missing
@@ -111,17 +112,20 @@ class InpaintJob:
             device_known = backend.to_device(usable)
             k = s.k
             if k == "auto":
-                choice = choose_k(device_rgb, device_missing, backend=backend, method=s.method,
+                # the masks as they are on the host: the hold-out is drawn there
+                choice = choose_k(device_rgb, missing, backend=backend, method=s.method,
                                   weights=s.weights, seed=self.config.seed, tile=s.tile,
-                                  known=device_known)
+                                  known=usable)
                 k = choice.k
                 metrics["k_curve"] = [round(v, 4) for v in choice.rmse]  # hold-out RMSE, k=1..
                 metrics["k_held_out"] = choice.held_out
             metrics["k"] = k
-            result = backend.to_host(inpaint(device_rgb, device_missing, backend=backend, k=k,
-                                             method=s.method, weights=s.weights, tile=s.tile,
-                                             known=device_known))
-        metrics.update(self._reference_metrics(image, result, missing, backend))
+            device_result = inpaint(device_rgb, device_missing, backend=backend, k=k,
+                                    method=s.method, weights=s.weights, tile=s.tile,
+                                    known=device_known)
+            result = backend.to_host(device_result)
+        metrics.update(self._reference_metrics(image, result, missing, backend,
+                                               device_result, device_missing))
         if image.has_alpha:  # filled pixels become opaque; the rest keep their alpha
             alpha = np.where(missing, 255, image.pixels[..., 3]).astype(np.uint8)
             result = np.dstack([result, alpha])
@@ -146,8 +150,13 @@ class InpaintJob:
         return next((c for c in candidates if c.is_file()), None)
 
     def _reference_metrics(self, image: DecodedImage, result: np.ndarray, missing: np.ndarray,
-                           backend: Backend) -> dict[str, object]:
-        """PSNR/SSIM/... against the clean original, over the image and the missing pixels."""
+                           backend: Backend, device_result: Array | None = None,
+                           device_missing: Array | None = None) -> dict[str, object]:
+        """PSNR/SSIM/... against the clean original, over the image and the missing pixels.
+
+        The device copies of the result and the mask, when the fill left them there, are
+        used as they are: only the original goes up, once.
+        """
         if self.settings.reference is None:
             return {}
         found = self._reference(image)
@@ -158,16 +167,20 @@ class InpaintJob:
             raise ImageError(f"{found}: reference is {original.shape[1]}x{original.shape[0]} "
                              f"but {image.path} is {result.shape[1]}x{result.shape[0]}")
         metrics: dict[str, object] = {"reference": str(found)}
+        if not self.config.metrics and not missing.any():
+            return metrics
+        device_original = backend.to_device(np.ascontiguousarray(original))
+        if device_result is None:
+            device_result = backend.to_device(result)
         if self.config.metrics:
             step = metric_grid(result.shape)
-            values = compute_metrics(
-                self.config.metrics,
-                backend.to_device(np.ascontiguousarray(original[::step, ::step])),
-                backend.to_device(np.ascontiguousarray(result[::step, ::step])), backend=backend)
+            values = compute_metrics(self.config.metrics, device_original[::step, ::step, :],
+                                     device_result[::step, ::step, :], backend=backend)
             metrics.update({name: round(value, 4) for name, value in values.items()})
         if missing.any():
-            value = psnr(backend.to_device(original), backend.to_device(result),
-                         backend.to_device(missing))
+            if device_missing is None:
+                device_missing = backend.to_device(missing)
+            value = psnr(device_original, device_result, device_missing)
             metrics["psnr_missing"] = round(value, 4)
         return metrics
 

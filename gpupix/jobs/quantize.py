@@ -392,9 +392,9 @@ class QuantizeJob:
             notes.append("metrics on colour premultiplied by alpha")
         else:
             reference_rgb = rgb
-            result_rgb = palette[indices]
+            result_rgb = None  # palette[indices], built on the host only where needed
             if visible is not None:  # transparent pixels are not judged
-                result_rgb = np.where(visible[..., None], result_rgb, rgb)
+                result_rgb = np.where(visible[..., None], palette[indices], rgb)
         if self.config.metrics:
             step = metric_grid(rgb.shape)
             reference_grid = backend.to_device(np.ascontiguousarray(reference_rgb[::step, ::step]))
@@ -418,6 +418,8 @@ class QuantizeJob:
             metrics.update({name: round(value, 4) for name, value in values.items()})
         judged_by = settings.target or settings.min_quality
         if judged_by is not None:  # the output's own quality, measured on its pixels
+            if result_rgb is None:
+                result_rgb = palette[indices]
             metrics["quality_metric"] = judged_by.metric
             metrics["quality"] = _round(pixel_quality(judged_by.metric, reference_rgb,
                                                       result_rgb, visible))

@@ -1,4 +1,5 @@
-"""Small array-API helpers shared by the ops (namespace, device-aware constants, bincount)."""
+"""Small array-API helpers shared by the ops (namespace, device-aware constants, bincount,
+clip, scatter)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,28 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-__all__ = ["array_namespace", "constant", "bincount", "scatter"]
+__all__ = ["array_namespace", "constant", "bincount", "clip", "scatter"]
 
 
 def constant(xp: ModuleType, like: Any, values: Any, dtype: Any = None) -> Any:
     """``values`` as an array of ``xp`` on the same device as ``like``."""
     return xp.asarray(values, dtype=dtype or xp.float32, device=device(like))
+
+
+def clip(x: Any, /, min: Any = None, max: Any = None) -> Any:
+    """``xp.clip`` through ``maximum``/``minimum``; same dtype as ``x``, NaN stays NaN.
+
+    array-api-compat's generic clip, which its CuPy namespace uses, assigns through boolean
+    masks (``out[ia] = a[ia]``); on CuPy each masked read waits for the device to count the
+    mask. Two element-wise kernels do the same without a wait.
+    """
+    xp = array_namespace(x)
+    out = x
+    if min is not None:
+        out = xp.maximum(out, min)
+    if max is not None:
+        out = xp.minimum(out, max)
+    return out if out.dtype == x.dtype else xp.astype(out, x.dtype)
 
 
 def bincount(xp: ModuleType, codes: Any, *, minlength: int, weights: Any = None) -> Any:
@@ -38,7 +55,7 @@ def bincount(xp: ModuleType, codes: Any, *, minlength: int, weights: Any = None)
     # scatter the per-value sums to their codes with a gather: searchsorted + where
     every_code = xp.arange(minlength, dtype=values.dtype, device=device(codes))
     position = xp.searchsorted(values, every_code)
-    position = xp.clip(position, max=values.shape[0] - 1)
+    position = clip(position, max=values.shape[0] - 1)
     present = xp.take(values, position) == every_code
     return xp.where(present, xp.take(sums, position), xp.zeros_like(xp.take(sums, position)))
 
@@ -51,6 +68,6 @@ def scatter(xp: ModuleType, target: Any, positions: Any, values: Any) -> Any:
         return target
     except (TypeError, IndexError, NotImplementedError):
         slots = xp.arange(target.shape[0], dtype=positions.dtype, device=device(target))
-        where = xp.clip(xp.searchsorted(positions, slots), max=positions.shape[0] - 1)
+        where = clip(xp.searchsorted(positions, slots), max=positions.shape[0] - 1)
         hit = xp.take(positions, where) == slots
         return xp.where(hit, xp.take(values, where), target)

@@ -16,7 +16,7 @@ from typing import Any
 from array_api_compat import device
 
 from gpupix.backends.base import Array, Backend
-from gpupix.ops._xp import bincount, scatter
+from gpupix.ops._xp import bincount, clip, scatter
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,9 @@ def premultiply(rgba: Array) -> Array:
 def unpremultiply(premultiplied: Array) -> tuple[Array, Array]:
     """(m, 4) premultiplied float -> ((m, 3) uint8 colours, (m,) uint8 alpha >= 1)."""
     xp = backend_namespace(premultiplied)
-    alpha = xp.clip(xp.round(premultiplied[:, 3]), 1.0, 255.0)
+    alpha = clip(xp.round(premultiplied[:, 3]), 1.0, 255.0)
     colours = premultiplied[:, :3] * 255.0 / alpha[:, None]
-    colours = xp.astype(xp.clip(xp.round(colours), 0.0, 255.0), xp.uint8)
+    colours = xp.astype(clip(xp.round(colours), 0.0, 255.0), xp.uint8)
     return colours, xp.astype(alpha, xp.uint8)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from gpupix.ops._xp import array_namespace, constant, device
+from gpupix.ops._xp import array_namespace, clip, constant, device
 
 ColorSpace = Literal["rgb", "lab", "oklab", "rgb_lab"]
 
@@ -84,14 +84,13 @@ def _srgb_to_linear_float(rgb: Any) -> Any:
 def linear_to_srgb(linear: Any) -> Any:
     """Linear RGB 0..1 -> sRGB 0..255 (clipped to the gamut, not rounded)."""
     xp = array_namespace(linear)
-    c = xp.clip(linear, 0.0, 1.0)
+    c = clip(linear, 0.0, 1.0)
     return 255.0 * xp.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
 
 
 def rgb_to_oklab(rgb: Any) -> Any:
     """sRGB 0..255 -> OKLab (Ottosson 2020)."""
-    xp = array_namespace(rgb)
-    lms = xp.clip(_matmul3(srgb_to_linear(rgb), _LINEAR_TO_LMS), 0.0, None)
+    lms = clip(_matmul3(srgb_to_linear(rgb), _LINEAR_TO_LMS), 0.0, None)
     return _matmul3(lms ** (1 / 3), _LMS_TO_OKLAB)
 
 
@@ -104,7 +103,7 @@ def oklab_to_rgb(oklab: Any) -> Any:
 def _lab_f(t: Any) -> Any:
     xp = array_namespace(t)
     delta = 6 / 29
-    cube_root = xp.clip(t, delta**3, None) ** (1 / 3)
+    cube_root = clip(t, delta**3, None) ** (1 / 3)
     return xp.where(t > delta**3, cube_root, t / (3 * delta**2) + 4 / 29)
 
 
@@ -151,8 +150,7 @@ def rgb_to_space(rgb: Any, space: ColorSpace) -> Any:
 def space_to_rgb(values: Any, space: ColorSpace) -> Any:
     """``space`` -> sRGB 0..255 float, clipped to the gamut."""
     if space in ("rgb", "rgb_lab"):  # rgb_lab keeps sRGB in its first three coordinates
-        xp = array_namespace(values)
-        return xp.clip(_as_float(values[..., :3]), 0.0, 255.0)
+        return clip(_as_float(values[..., :3]), 0.0, 255.0)
     return _BACKWARD[space](values)
 
 

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 
 from gpupix.backends.base import Array, Backend
-from gpupix.ops._xp import array_namespace, constant
+from gpupix.ops._xp import array_namespace, clip, constant
 from gpupix.ops.noise import NoiseModel
 
 Mark = Literal["magenta", "black", "transparent"]
@@ -97,5 +97,5 @@ def corrupt(image: Array, *, backend: Backend, rng: np.random.Generator, drop: f
     values = image
     if noise is not None:
         noisy = noise.apply(image, rng, backend)
-        values = xp.astype(xp.round(xp.clip(noisy, 0.0, 255.0)), xp.uint8)
+        values = xp.astype(xp.round(clip(noisy, 0.0, 255.0)), xp.uint8)
     return mark_missing(values, missing, mark=mark), missing

@@ -32,7 +32,7 @@ from array_api_compat import device
 
 from gpupix.backends.base import Array, Backend
 from gpupix.npz import NpzError, open_npz, read_headers, read_member
-from gpupix.ops._xp import array_namespace
+from gpupix.ops._xp import array_namespace, clip
 
 WEIGHTS = ("uniform", "distance", "gaussian")
 MODEL_FORMAT = "gpupix-knn-denoiser"
@@ -183,7 +183,7 @@ def fit_knn_denoiser(noisy: Array, clean: Array, *, components: int | None = 64,
     # distances between linear predictions: |(z1 - z2) W|^2 = (z1 - z2) W W^T (z1 - z2)^T
     values, vectors = _symmetric_eigh_desc(coef_all @ coef_all.T)
     rank = max(1, int(xp.sum(xp.astype(values > float(values[0]) * 1e-6, xp.int32))))
-    metric = vectors[:, :rank] * xp.sqrt(xp.clip(values[:rank], 0.0, None))
+    metric = vectors[:, :rank] * xp.sqrt(clip(values[:rank], 0.0, None))
     if target_columns is not None:
         coef = xp.take(coef_all, target_columns, axis=1)
         target_mean = xp.take(mean_y, target_columns, axis=0)
@@ -454,7 +454,7 @@ def estimate_sigma(eigenvalues: Array) -> float:
     """Noise standard deviation from patch-PCA eigenvalues: the mean of the lower half."""
     xp = array_namespace(eigenvalues)
     tail = eigenvalues[eigenvalues.shape[0] // 2:]
-    return math.sqrt(max(float(xp.mean(xp.clip(tail, 0.0, None))), 0.0))
+    return math.sqrt(max(float(xp.mean(clip(tail, 0.0, None))), 0.0))
 
 
 def _box(values: Array, size: int) -> Array:

@@ -40,7 +40,8 @@ import numpy as np
 from array_api_compat import device
 
 from gpupix.backends.base import Array, Backend
-from gpupix.ops._xp import array_namespace
+from gpupix.ops._knn import exact_kneighbors
+from gpupix.ops._xp import array_namespace, clip
 from gpupix.ops.metrics import _box_mean
 
 Method = Literal["knn", "knn_linear", "vote"]
@@ -165,14 +166,14 @@ def tile_neighbours(backend: Backend, colours: Array, known: Array, query: Array
 
 def _search(backend: Backend, k_rows: Array, k_cols: Array, q_rows: Array, q_cols: Array, *,
             origin: tuple[int, int], k: int) -> tuple[Array, Array]:
-    """backend.kneighbors on region-local coordinates (small numbers: float32-safe)."""
+    """Exact neighbours on region-local coordinates (float32 distances re-ranked)."""
     xp = backend.xp
     f64 = xp.float64
     kr, kc = xp.astype(k_rows, f64), xp.astype(k_cols, f64)
     jy, jx = _jitter(xp, kr + origin[0], kc + origin[1])
     fit = xp.stack([kr + jy, kc + jx], axis=1)
     queries = xp.stack([xp.astype(q_rows, f64), xp.astype(q_cols, f64)], axis=1)
-    return backend.kneighbors(fit, queries, k=k)
+    return exact_kneighbors(backend, fit, queries, k=k)
 
 
 def _provably_exact(xp: ModuleType, kth: Array, q_rows: Array, q_cols: Array,
@@ -198,10 +199,10 @@ def _weights(nb: Neighbours, weights: Weights, method: Method) -> Array:
         return xp.ones_like(nb.distances)
     if method == "knn_linear":
         at = min(_BANDWIDTH_AT, nb.distances.shape[1]) - 1
-        nearest = xp.clip(nb.distances[:, at:at + 1], min=1.0)
+        nearest = clip(nb.distances[:, at:at + 1], min=1.0)
         squared = nb.distances**2
         return xp.exp(-(squared - squared[:, :1]) / (_BANDWIDTH**2 * nearest**2))
-    return 1.0 / xp.clip(nb.distances, min=1e-6)
+    return 1.0 / clip(nb.distances, min=1e-6)
 
 
 def _steered_weights(nb: Neighbours, tensor: tuple[Array, Array, Array]) -> Array:
@@ -213,7 +214,7 @@ def _steered_weights(nb: Neighbours, tensor: tuple[Array, Array, Array]) -> Arra
     a, b, c = (a / scale)[:, None], (b / scale)[:, None], (c / scale)[:, None]
     quad = a * nb.dx**2 + 2.0 * b * nb.dx * nb.dy + c * nb.dy**2
     at = min(_BANDWIDTH_AT, nb.distances.shape[1]) - 1
-    nearest = xp.clip(nb.distances[:, at:at + 1], min=1.0)
+    nearest = clip(nb.distances[:, at:at + 1], min=1.0)
     lowest = xp.min(quad, axis=1, keepdims=True)
     return xp.exp(-(quad - lowest) / (_BANDWIDTH**2 * nearest**2))
 
@@ -261,7 +262,7 @@ def _linear(nb: Neighbours, w: Array, prefixes: bool) -> Array:
     cxx = geometry[:, :, 1, 1] / s0 - mx * mx
     cyy = geometry[:, :, 2, 2] / s0 - my * my
     cxy = geometry[:, :, 1, 2] / s0 - mx * my
-    cxx, cyy = xp.clip(cxx, min=0.0) * (1.0 + _RIDGE), xp.clip(cyy, min=0.0) * (1.0 + _RIDGE)
+    cxx, cyy = clip(cxx, min=0.0) * (1.0 + _RIDGE), clip(cyy, min=0.0) * (1.0 + _RIDGE)
     mean = colour[:, :, 0, :] / s0[:, :, None]
     cxc = colour[:, :, 1, :] / s0[:, :, None] - mx[:, :, None] * mean
     cyc = colour[:, :, 2, :] / s0[:, :, None] - my[:, :, None] * mean
@@ -417,7 +418,7 @@ def known_structure_tensor(colours: Array, known: Array, window: tuple[int, int,
         entries.append(xp.where(have, sums[value, ...] / safe, xp.zeros_like(safe)))
     jxx, jxy, jyy = entries
     bound = xp.sqrt(jxx * jyy)  # the entries come from different pixels: keep it a tensor
-    return jxx, xp.clip(jxy, -bound, bound), jyy
+    return jxx, clip(jxy, -bound, bound), jyy
 
 
 def _scatter_rows(xp: ModuleType, mask: Array, values: Array, base: Array) -> Array:
@@ -428,7 +429,7 @@ def _scatter_rows(xp: ModuleType, mask: Array, values: Array, base: Array) -> Ar
     """
     flat = xp.reshape(mask, (-1,))
     rank = xp.cumulative_sum(xp.astype(flat, xp.int64)) - 1
-    rank = xp.clip(rank, min=0)
+    rank = clip(rank, min=0)
     gathered = xp.take(values, rank, axis=0)
     gathered = xp.reshape(gathered, base.shape)
     return xp.where(mask[:, :, None], gathered, base)
@@ -461,10 +462,10 @@ def _fill_deep(backend: Backend, colours: Array, known: Array, tile_missing: Arr
                               (top, bottom, x0, x1), k=_DEEP_K, halo=halo)
         if far is None:
             continue
-        w = 1.0 / xp.clip(far.distances, min=1e-6) ** _DEEP_POWER
+        w = 1.0 / clip(far.distances, min=1e-6) ** _DEEP_POWER
         parts.append((w[:, None, :] @ far.colours)[:, 0, :] / xp.sum(w, axis=1)[:, None])
     deep_values = xp.concat(parts, axis=0)
-    rank = xp.clip(xp.cumulative_sum(xp.astype(deep, xp.int64)) - 1, min=0)
+    rank = clip(xp.cumulative_sum(xp.astype(deep, xp.int64)) - 1, min=0)
     return xp.where(deep[:, None], xp.take(deep_values, rank, axis=0), values)
 
 
@@ -546,7 +547,7 @@ def inpaint(image: Array, missing: Array, *, backend: Backend, k: int = 8,
                                 values, halo=halo)
         out[y0:y1, x0:x1, :] = _scatter_rows(xp, tile_missing, values,
                                              colours[y0:y1, x0:x1, :])
-    return xp.astype(xp.round(xp.clip(out, 0.0, 255.0)), image.dtype)
+    return xp.astype(xp.round(clip(out, 0.0, 255.0)), image.dtype)
 
 
 @dataclass
@@ -576,6 +577,7 @@ def choose_k(image: Array, missing: Array, *, backend: Backend, method: Method =
     taken in random order are kept, until there are ``holdout_max``: the sweep's cost stops
     growing with the image while its estimate stays unbiased.
     ``known`` ((H, W) bool, optional) limits the pixels that may be hidden or be neighbours.
+    ``missing`` and ``known`` may be NumPy arrays on any backend (they are read on the host).
     Returns ``default`` (and an empty curve) when fewer than 2 pixels can be hidden.
     """
     xp = backend.xp
@@ -619,7 +621,7 @@ def choose_k(image: Array, missing: Array, *, backend: Backend, method: Method =
             held_tile = xp.reshape(held[y0:y1, x0:x1], (-1,))
             tensor = tuple(xp.reshape(t, (-1,))[held_tile] for t in
                            known_structure_tensor(colours, fit_known, (y0, y1, x0, x1)))
-        guesses = xp.clip(predict(nb, method=method, weights=weights, prefixes=True,
+        guesses = clip(predict(nb, method=method, weights=weights, prefixes=True,
                                   tensor=tensor), 0.0, 255.0)
         squared = xp.sum((guesses - truth[:, None, :]) ** 2, axis=(0, 2))
         squared = xp.astype(squared, xp.float64)

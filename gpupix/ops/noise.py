@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from gpupix.backends.base import Array, Backend
+from gpupix.ops import _xp
 
 NOISE_KINDS = ("gaussian", "uniform", "salt_pepper")
 
@@ -102,5 +103,5 @@ def apply_noise(clean: Array, draws: Array, *, kind: str, clip: bool = True) -> 
         return values
     values = values + xp.astype(draws, xp.float32)
     if clip:
-        values = xp.clip(values, 0.0, 255.0)
+        values = _xp.clip(values, 0.0, 255.0)
     return values

@@ -144,20 +144,31 @@ def warm_start(scorer: HistogramScorer, previous: PaletteFit, k: int, *, seed: i
         keep = xp.argsort(held, descending=True, stable=True)[:k]
         return xp.take(centres, xp.sort(keep), axis=0)
     rng = np.random.default_rng([seed, m, k])
-    d2 = xp.astype(previous.distances, xp.float64) ** 2
-    added = []
+    # The draws run on the host after one download (points, counts, distances side by
+    # side): on a device, each added centre would otherwise wait twice (total, search).
+    backend = scorer.backend
+    table = backend.to_host(xp.concat([xp.astype(points, xp.float64), counts[:, None],
+                                       xp.astype(previous.distances, xp.float64)[:, None]],
+                                      axis=1))
+    host_points = table[:, :-2]
+    if points.dtype == xp.float32:  # differences in the fit's precision, as on the device
+        host_points = host_points.astype(np.float32)
+    host_counts, d2 = table[:, -2], table[:, -1] ** 2
+    added: list[int] = []
     for draw in rng.random(k - m):
-        cumulative = xp.cumulative_sum(counts * d2)
+        cumulative = np.cumsum(host_counts * d2)
         total = float(cumulative[-1])
         if total <= 0:  # every bin is a centre already
             break
-        index = min(int(xp.searchsorted(cumulative, xp.asarray(draw * total, dtype=xp.float64,
-                                                                device=_device(points)))),
-                    points.shape[0] - 1)
-        added.append(scorer.histogram.colours[index:index + 1, :])
-        step = xp.astype(points - points[index:index + 1, :], xp.float64)
-        d2 = xp.minimum(d2, xp.sum(step * step, axis=1))
-    return xp.concat([centres, *added], axis=0) if added else centres
+        index = min(int(np.searchsorted(cumulative, draw * total)), len(cumulative) - 1)
+        added.append(index)
+        step = (host_points - host_points[index:index + 1, :]).astype(np.float64)
+        d2 = np.minimum(d2, np.sum(step * step, axis=1))
+    if not added:
+        return centres
+    chosen = xp.take(scorer.histogram.colours, backend.to_device(np.asarray(added, np.int64)),
+                     axis=0)
+    return xp.concat([centres, chosen], axis=0)
 
 
 @dataclass
@@ -595,9 +606,3 @@ def _namespace(x: Any) -> Any:
     from array_api_compat import array_namespace
 
     return array_namespace(x)
-
-
-def _device(x: Any) -> Any:
-    from array_api_compat import device
-
-    return device(x)

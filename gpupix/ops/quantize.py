@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from array_api_compat import array_namespace, device
 
 from gpupix.backends.base import Array, Backend
-from gpupix.ops._xp import bincount, scatter
+from gpupix.ops._xp import bincount, clip, scatter
 from gpupix.ops.color import ColorSpace, rgb_to_space, space_to_rgb
 
 MAX_COLOURS = 256
@@ -177,7 +177,7 @@ def fit_palette(
             centres, _ = backend.kmeans(points, n_clusters=k, sample_weight=counts, seed=seed,
                                         max_iter=iterations, init=start)
         centres_rgb = space_to_rgb(centres, color_space)
-    palette = xp.astype(xp.clip(xp.round(centres_rgb), 0, 255), xp.uint8)
+    palette = xp.astype(clip(xp.round(centres_rgb), 0, 255), xp.uint8)
     return _unique_rows(palette)
 
 

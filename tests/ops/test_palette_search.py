@@ -161,3 +161,22 @@ def test_search_runs_on_any_array_namespace(any_backend):
                              with_delta_e=True)
     fit = scorer.score(fit_palette(histogram, k=4, backend=any_backend), k=4)
     assert warm_start(scorer, fit, 7).shape == (7, 3) and warm_start(scorer, fit, 3).shape == (3, 3)
+
+
+def test_warm_start_draws_on_the_host_after_one_download(fake_cuda):
+    """Growing 8 -> 40 centres: one download, one upload of the chosen bins, no per-centre
+    wait for the device (it was two: the running total and the search)."""
+    import sys
+
+    histogram, scorer = _scorer(fake_cuda, gradient_image(40, 48))
+    fit = scorer.score(fit_palette(histogram, k=8, backend=fake_cuda), k=8)
+    counts = sys.modules["cupy"].counts
+    counts.clear()
+    grown = warm_start(scorer, fit, 40)
+    assert grown.shape == (40, 3)
+    assert dict(counts) == {"download": 1, "upload": 1}
+    cpu_histogram, cpu_scorer = _scorer(CpuBackend(), gradient_image(40, 48))
+    cpu_fit = cpu_scorer.score(fit_palette(cpu_histogram, k=8, backend=CpuBackend()), k=8)
+    if np.array_equal(fake_cuda.to_host(fit.palette), cpu_fit.palette):  # same K-means
+        np.testing.assert_array_equal(fake_cuda.to_host(grown),
+                                      warm_start(cpu_scorer, cpu_fit, 40))
