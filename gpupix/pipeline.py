@@ -27,7 +27,6 @@ from gpupix.backends import Backend, get_backend
 from gpupix.config import JobConfig
 from gpupix.errors import ConfigError, GpupixError
 from gpupix.executors import make_executor
-from gpupix.executors.local import Row, failed_row
 from gpupix.io import (
     TEMP_PREFIX,
     InputItem,
@@ -39,13 +38,23 @@ from gpupix.io import (
 from gpupix.jobs import make_job
 from gpupix.jobs.quantize import PALETTE_JSON, PALETTE_PNG
 from gpupix.output_dir import LOCK_FILE, OutputLock, foreign_links, inside, open_append
+from gpupix.rows import (
+    METRICS_FILE,
+    REPORT_DIR,
+    REPORT_FILE,
+    SUMMARY_FILE,
+    Row,
+    failed_row,
+    read_rows,
+    row_key,
+    skipped_row,
+    to_json,
+)
 
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
 QUALITY_EXIT_CODE = 99
 # The run's own names at the top of output.dir (the report's page and folder included): an
 # input whose output would take one of them is refused before anything is written.
-RESERVED_NAMES = (METRICS_FILE, SUMMARY_FILE, "report.html", "report", PALETTE_JSON,
+RESERVED_NAMES = (METRICS_FILE, SUMMARY_FILE, REPORT_FILE, REPORT_DIR, PALETTE_JSON,
                   PALETTE_PNG, LOCK_FILE)
 
 
@@ -86,51 +95,6 @@ class RunSummary:
         if any(r.get("status") == "failed" and r.get("quality_failed") for r in self.rows):
             return QUALITY_EXIT_CODE
         return 1 if self.counts.get("failed", 0) else 0
-
-
-def to_json(value: Any, **options: Any) -> str:
-    """Strict JSON: non-finite floats (an identical image's PSNR is inf) are written as null.
-
-    ``json.dumps`` would write ``Infinity``, which most JSON readers refuse.
-    """
-    return json.dumps(_finite(value), allow_nan=False, **options)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
-
-
-MAX_ROW_CHARS = 1 << 20  # a row is a few KB; a longer line was not written by gpupix
-
-
-def read_rows(path: Path) -> list[Row]:
-    """Rows of a metrics.jsonl; a torn last line (a killed run) is ignored.
-
-    The file is read back as data: a line longer than :data:`MAX_ROW_CHARS` is skipped
-    without being held whole, and so is one that is not a JSON object with a string input.
-    """
-    rows: list[Row] = []
-    if not path.is_file():
-        return rows
-    with open(path, encoding="utf-8", errors="replace", newline="\n") as handle:
-        while line := handle.readline(MAX_ROW_CHARS + 1):
-            if len(line) > MAX_ROW_CHARS:  # skip the rest of this line, a piece at a time
-                while line and not line.endswith("\n"):
-                    line = handle.readline(MAX_ROW_CHARS)
-                continue
-            try:
-                row = json.loads(line)
-            except (ValueError, RecursionError):  # torn, too deep, or an int of 5000 digits
-                continue
-            if isinstance(row, dict) and isinstance(row.get("input"), str):
-                rows.append(row)
-    return rows
 
 
 def prepare_output_dir(config: JobConfig) -> Path:
@@ -221,10 +185,7 @@ def plan(items: list[InputItem], outputs_of: Callable[[InputItem], list[Path]],
         exists = all(p.is_file() and not p.is_symlink() for p in outputs)
         earlier = previous.get(str(item.path), {})
         if not overwrite and exists and (recipe is None or earlier.get("recipe") == recipe):
-            row = dict(earlier)
-            row.update({"input": str(item.path), "output": str(outputs[0]),
-                        "status": "skipped", "error": None})
-            settled.append(row)
+            settled.append(skipped_row(item, outputs, earlier))
         else:
             redone += exists and not overwrite
             work.append((item, outputs))
@@ -321,14 +282,14 @@ def _run_images(config: JobConfig, job: Any, items: list[InputItem], output_dir:
         stop.between_images = True  # from here on a stop ends the run cleanly
         with open_append(metrics_path, root=output_dir) as stream:
             for row in settled:
-                rows_by_input[row["input"] + "\0" + row["output"]] = row
+                rows_by_input[row_key(row)] = row
                 reporter.advance(row)
             results = executor.run(until_stopped(work, stop), job, backend)
             try:
                 for row in results:
                     if row["status"] == "ok":
                         row["recipe"] = recipe
-                    rows_by_input[row["input"] + "\0" + row["output"]] = row
+                    rows_by_input[row_key(row)] = row
                     stream.write(to_json(row) + "\n")  # one write per row: a kill tears one
                     stream.flush()
                     done += 1
@@ -365,7 +326,7 @@ def write_run_report(config: JobConfig, output_dir: Path, rows: list[Row],
     """report.html after a run (``report: true``); a disk error is one line, as above."""
     if not config.report:
         return None
-    from gpupix.report import REPORT_FILE, write_report
+    from gpupix.report import write_report
 
     try:
         return write_report(output_dir, rows, summary)

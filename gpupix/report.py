@@ -56,11 +56,8 @@ from PIL import Image
 from gpupix.errors import ConfigError, GpupixError, ImageError
 from gpupix.io import IMAGE_SUFFIXES, decode, open_image, write_atomic
 from gpupix.output_dir import make_dirs, regular_files, remove_file
+from gpupix.rows import METRICS_FILE, REPORT_DIR, REPORT_FILE, SUMMARY_FILE, Row, read_rows
 
-Row = dict[str, Any]
-
-REPORT_FILE = "report.html"
-REPORT_DIR = "report"
 THUMB_SIZE = 160
 PAGE_SIZE = 50
 EAGER_CARDS = 6  # cards above the fold load at once; the rest as they scroll into view
@@ -203,7 +200,6 @@ def rebuild_report(output_dir: str | Path) -> Path:
 
     Raises :class:`ConfigError` when the folder holds no run (no ``metrics.jsonl``).
     """
-    from gpupix.pipeline import METRICS_FILE, SUMMARY_FILE, read_rows
 
     output_dir = Path(output_dir)
     if not output_dir.is_dir():

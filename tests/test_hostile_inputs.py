@@ -697,7 +697,7 @@ def test_a_value_yaml_cannot_build_is_one_line(folder, value, fragment):
 def test_a_huge_line_in_metrics_jsonl_is_skipped_unheld(tmp_path):
     import tracemalloc
 
-    from gpupix.pipeline import read_rows
+    from gpupix.rows import read_rows
 
     metrics = tmp_path / "metrics.jsonl"
     with open(metrics, "w") as handle:

@@ -45,9 +45,10 @@ from gpupix.backends import get_backend
 from gpupix.backends.base import Backend
 from gpupix.config import ExecutorConfig, JobConfig
 from gpupix.errors import ConfigError
-from gpupix.executors.local import Row, failed_row, process_item
+from gpupix.executors.local import process_item
 from gpupix.io import InputItem
 from gpupix.jobs.base import Job
+from gpupix.rows import Row, failed_row
 
 log = logging.getLogger(__name__)
 

@@ -25,60 +25,13 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gpupix.backends.base import CALL_THREADS, Backend
-from gpupix.errors import ImageError
 from gpupix.io import DECODE_FORMATS, DecodedImage, InputItem, decode, until_stopped, write_atomic
 from gpupix.jobs.base import Job, Processed
-
-Row = dict[str, Any]
-
-
-def failed_row(item: InputItem, outputs: list[Path], error: str, seconds: float = 0.0) -> Row:
-    return {"input": str(item.path), "output": str(outputs[0]), "status": "failed",
-            "error": error, "seconds": round(seconds, 4)}
-
-
-def describe_failure(item: InputItem, exc: BaseException) -> str:
-    """One line naming the file: ImageError messages already do; others get the path added."""
-    if isinstance(exc, ImageError):  # a job's own message may not know the path: add it
-        return str(exc) if str(item.path) in str(exc) else f"{item.path}: {exc}"
-    return f"{item.path}: {type(exc).__name__}: {exc}"
-
-
-@dataclass(frozen=True)
-class ImageFacts:
-    """What a row needs from a decoded image, without holding its pixels."""
-
-    width: int
-    height: int
-    bytes_in: int
-    notes: list[str] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, image: DecodedImage) -> ImageFacts:
-        height, width = image.pixels.shape[:2]
-        return cls(width=width, height=height, bytes_in=image.bytes_in, notes=list(image.notes))
-
-
-def ok_row(item: InputItem, outputs: list[Path], image: DecodedImage | ImageFacts,
-           processed: Processed, seconds: float, sizes: list[int]) -> Row:
-    facts = image if isinstance(image, ImageFacts) else ImageFacts.of(image)
-    width, height = facts.width, facts.height
-    row: Row = {"input": str(item.path), "output": str(outputs[0]), "status": "ok", "error": None,
-                "seconds": round(seconds, 4), "width": width, "height": height,
-                "bytes_in": facts.bytes_in, "bytes_out": sizes[0]}
-    if len(outputs) > 1:
-        row["outputs"] = [str(p) for p in outputs]
-    row.update(processed.metrics)
-    job_note = processed.metrics.get("notes")
-    notes = [*facts.notes, *([job_note] if job_note else [])]
-    if notes:  # the decoder's notes (e.g. frames dropped) and the job's are both kept
-        row["notes"] = "; ".join(notes)
-    return row
+from gpupix.rows import IMAGE_ERRORS, ImageFacts, Row, failed_row, ok_row
 
 
 def write_outputs(job: Job, processed: Processed, outputs: list[Path]) -> list[int]:
@@ -99,10 +52,10 @@ def process_item(item: InputItem, outputs: list[Path], job: Job, backend: Backen
         image = decode(item.path)
         processed = job.process(image, backend)
         sizes = write_outputs(job, processed, outputs)
-    except (ImageError, OSError, ValueError, MemoryError) as exc:
-        return {**failed_row(item, outputs, describe_failure(item, exc),
-                             time.perf_counter() - start), **getattr(exc, "fields", {})}
-    return ok_row(item, outputs, image, processed, time.perf_counter() - start, sizes)
+    except IMAGE_ERRORS as exc:
+        return failed_row(item, outputs, exc, time.perf_counter() - start)
+    return ok_row(item, outputs, ImageFacts.of(image), processed.metrics,
+                  time.perf_counter() - start, sizes)
 
 
 class LocalExecutor:
@@ -183,10 +136,8 @@ class LocalExecutor:
                 item, outputs, size, future = computing.popleft()
                 try:
                     facts, processed, seconds = future.result()
-                except (ImageError, OSError, ValueError, MemoryError) as exc:
-                    # a QualityError carries the achieved quality into its row
-                    yield {**failed_row(item, outputs, describe_failure(item, exc)),
-                           **getattr(exc, "fields", {})}
+                except IMAGE_ERRORS as exc:  # a QualityError's fields go into its row
+                    yield failed_row(item, outputs, exc)
                     continue
                 finally:
                     window.give(size)
@@ -279,8 +230,8 @@ def _finisher(item: InputItem, outputs: list[Path], facts: ImageFacts, processed
     def finish() -> Row:
         try:
             sizes, write_seconds = pending.result()
-        except (ImageError, OSError, ValueError, MemoryError) as exc:
-            return failed_row(item, outputs, describe_failure(item, exc), seconds)
-        return ok_row(item, outputs, facts, processed, seconds + write_seconds, sizes)
+        except IMAGE_ERRORS as exc:
+            return failed_row(item, outputs, exc, seconds)
+        return ok_row(item, outputs, facts, processed.metrics, seconds + write_seconds, sizes)
 
     return finish
