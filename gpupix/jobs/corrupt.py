@@ -15,6 +15,7 @@ from gpupix.backends.base import Backend
 from gpupix.config import JobConfig
 from gpupix.io import OUTPUT_SUFFIXES, DecodedImage, InputItem, encode_image
 from gpupix.jobs.base import Processed
+from gpupix.jobs.hints import ReportHints
 from gpupix.ops.corrupt import corrupt
 from gpupix.ops.noise import NoiseModel
 
@@ -35,6 +36,9 @@ def image_seed(seed: int, path: Path | None) -> list[int]:
 
 class CorruptJob:
     name = "corrupt"
+
+    report_hints = ReportHints(input_label="clean", output_label="damaged",
+                               input_is_damage_source=True, columns=("psnr", "dropped"))
 
     def __init__(self, config: JobConfig) -> None:
         self.config = config

@@ -35,6 +35,7 @@ from gpupix.io import (
     write_atomic,
 )
 from gpupix.jobs.base import Processed
+from gpupix.jobs.hints import ReportHints
 from gpupix.ops._xp import array_namespace, clip
 from gpupix.ops.denoise import (
     MAX_WHOLE_VALUES,
@@ -106,6 +107,9 @@ def as_rgb(values: Array) -> Array:
 
 class DenoiseJob:
     name = "denoise"
+    report_hints = ReportHints(input_label="noisy", output_label="denoised",
+                               diff_against_input=True,
+                               columns=("psnr", "psnr_noisy", "ssim", "sigma"))
 
     def __init__(self, config: JobConfig, *, model: KnnDenoiser | None = None) -> None:
         """``model``: an already fitted denoiser (the Python API), instead of reading
@@ -221,6 +225,7 @@ class FitDenoiserJob:
     """Fit one :class:`~gpupix.ops.denoise.KnnDenoiser` from every input image."""
 
     name = "fit_denoiser"
+    report_hints = ReportHints(input_label="training image", output_label="model")
 
     def __init__(self, config: JobConfig) -> None:
         self.config = config

@@ -26,6 +26,7 @@ from gpupix.io import (
     open_image,
 )
 from gpupix.jobs.base import Processed
+from gpupix.jobs.hints import ReportHints
 from gpupix.jobs.quantize import metric_grid
 from gpupix.ops.inpaint import choose_k, inpaint
 from gpupix.ops.metrics import compute_metrics, psnr
@@ -57,6 +58,11 @@ def keyed_pixels(rgb: np.ndarray, key: tuple[int, int, int], tolerance: float) -
 
 class InpaintJob:
     name = "inpaint"
+
+    report_hints = ReportHints(input_label="damaged", output_label="repaired",
+                               key_colour_panel=True,
+                               columns=("psnr_missing", "psnr", "ssim", "k", "missing_pixels"),
+                               marks=("missing_pixels",))
 
     def __init__(self, config: JobConfig) -> None:
         self.config = config

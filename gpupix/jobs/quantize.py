@@ -30,6 +30,7 @@ from gpupix.io import (
     write_atomic,
 )
 from gpupix.jobs.base import Processed
+from gpupix.jobs.hints import ReportHints
 from gpupix.ops.alpha import quantize_rgba
 from gpupix.ops.color import ciede2000, rgb_to_lab
 from gpupix.ops.dither import floyd_steinberg
@@ -114,6 +115,12 @@ def pixel_quality(metric: str, reference: np.ndarray, result: np.ndarray,
 
 class QuantizeJob:
     name = "quantize"
+
+    report_hints = ReportHints(input_label="original", output_label="quantized",
+                               diff_against_input=True,
+                               columns=("psnr", "delta_e", "ssim", "k", "colours_out",
+                                        "bytes_ratio"),
+                               marks=("colours_out",))
 
     def __init__(self, config: JobConfig) -> None:
         self.config = config
