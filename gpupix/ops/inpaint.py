@@ -1,4 +1,8 @@
-"""KNN inpainting over pixel coordinates, tile by tile, on any array API.
+"""Inpainting on any array API: a smooth spline fill, or KNN over pixel coordinates.
+
+``smooth`` (the default) minimises a spline energy over the missing pixels, its weights
+chosen per image on hidden known pixels (see :mod:`gpupix.ops.inpaint_smooth`). The KNN
+methods work tile by tile:
 
 A missing pixel takes its colour from its k nearest *known* pixels in (row, col) space:
 
@@ -42,12 +46,13 @@ from array_api_compat import device
 from gpupix.backends.base import Array, Backend
 from gpupix.ops._knn import exact_kneighbors
 from gpupix.ops._xp import array_namespace, clip
+from gpupix.ops.inpaint_smooth import ENERGIES, choose_energy, fill
 from gpupix.ops.metrics import _box_mean
 
-Method = Literal["knn", "knn_linear", "vote"]
+Method = Literal["smooth", "knn", "knn_linear", "vote"]
 Weights = Literal["uniform", "distance"]
 
-METHODS = ("knn", "knn_linear", "vote")
+METHODS = ("smooth", "knn", "knn_linear", "vote")
 AUTO_K_MAX = 20  # k: auto tries 1..AUTO_K_MAX
 HOLDOUT = 0.05  # k: auto hides this fraction of the known pixels
 HOLDOUT_MAX = 40_000  # ... but no more pixels than this
@@ -475,10 +480,11 @@ def tiles(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]
             for y in range(0, height, tile) for x in range(0, width, tile)]
 
 
-def inpaint(image: Array, missing: Array, *, backend: Backend, k: int = 8,
-            method: Method = "knn", weights: Weights = "distance", tile: int = TILE,
+def inpaint(image: Array, missing: Array, *, backend: Backend, k: int | None = 8,
+            method: Method = "smooth", weights: Weights = "distance", tile: int = TILE,
             known: Array | None = None) -> Array:
-    """Fill the ``missing`` pixels of ``image`` from their k nearest known pixels.
+    """Fill the ``missing`` pixels of ``image``: a smooth spline fill, or from their k
+    nearest known pixels.
 
     Parameters
     ----------
@@ -486,12 +492,16 @@ def inpaint(image: Array, missing: Array, *, backend: Backend, k: int = 8,
         Values at missing pixels are ignored.
     missing : (H, W) bool array
     backend : Backend
-    k : int, default=8
-        Neighbours per missing pixel (fewer if the image has fewer known pixels).
-    method : {"knn", "knn_linear", "vote"}, default="knn"
+    k : int or None, default=8
+        Neighbours per missing pixel (fewer if the image has fewer known pixels). For
+        ``smooth``, the energy: ``ENERGIES[k - 1]`` (1..4), or None to choose it on hidden
+        known pixels (:func:`gpupix.ops.inpaint_smooth.choose_energy`).
+    method : {"smooth", "knn", "knn_linear", "vote"}, default="smooth"
     weights : {"uniform", "distance"}, default="distance"
+        KNN methods only.
     tile : int, default=256
-        Tile side; bounds the memory of one neighbour query. The result does not depend on it.
+        Tile side; bounds the memory of one neighbour query. The result does not depend on it
+        (``smooth`` works on the whole image).
     known : (H, W) bool array, optional
         Pixels that may serve as neighbours; default: every pixel that is not missing (pass
         fewer to keep e.g. transparent pixels' meaningless colours out).
@@ -515,6 +525,16 @@ def inpaint(image: Array, missing: Array, *, backend: Backend, k: int = 8,
     if n_known == 0:
         raise ValueError("no known pixel to inpaint from")
     colours = xp.astype(image, xp.float32)
+    if method == "smooth":
+        if k is None:
+            chosen = choose_energy(colours, missing, known)
+            tension, stiffness = chosen.tension, chosen.stiffness
+        else:
+            tension, stiffness = ENERGIES[min(max(k, 1), len(ENERGIES)) - 1]
+        out = fill(colours, missing, known, tension=tension, stiffness=stiffness)
+        return xp.astype(xp.round(clip(out, 0.0, 255.0)), image.dtype)
+    if k is None:
+        raise ValueError(f"method {method!r} needs k (an int)")
     halo = initial_halo(k, n_known / (height * width))
     steer = method == "knn_linear" and weights == "distance"
     margin = _STEER_MARGIN if steer else 0
@@ -559,11 +579,15 @@ class KChoice:
     held_out: int
 
 
-def choose_k(image: Array, missing: Array, *, backend: Backend, method: Method = "knn",
+def choose_k(image: Array, missing: Array, *, backend: Backend, method: Method = "smooth",
              weights: Weights = "distance", k_max: int = AUTO_K_MAX, holdout: float = HOLDOUT,
              seed: int = 0, tile: int = TILE, default: int = 8, known: Array | None = None,
              holdout_max: int = HOLDOUT_MAX) -> KChoice:
     """Pick k by hiding a random ``holdout`` fraction of the known pixels and predicting them.
+
+    For ``smooth``, k numbers the energies (``ENERGIES``, 1-based) and the pixels hidden have
+    the shape of the damage (:func:`gpupix.ops.inpaint_smooth.choose_energy`); ``rmse`` is
+    then one value per energy.
 
     One neighbour query of ``k_max`` neighbours serves every k = 1..k_max: predictions for
     all prefixes come from cumulative sums over the neighbour axis. ``knn_linear`` is scored
@@ -582,6 +606,16 @@ def choose_k(image: Array, missing: Array, *, backend: Backend, method: Method =
     """
     xp = backend.xp
     height, width, channels = image.shape
+    if method == "smooth":  # k numbers the energies; they are scored on hidden damage
+        device_missing = backend.to_device(backend.to_host(missing))
+        usable = ~device_missing
+        if known is not None:
+            usable = usable & backend.to_device(backend.to_host(known))
+        chosen = choose_energy(xp.astype(image, xp.float32), device_missing, usable)
+        if not chosen.rmse:
+            return KChoice(k=1, rmse=[], held_out=chosen.held_out)
+        index = ENERGIES.index((chosen.tension, chosen.stiffness))
+        return KChoice(k=index + 1, rmse=chosen.rmse, held_out=chosen.held_out)
     known_host = ~backend.to_host(missing)
     if known is not None:
         known_host &= backend.to_host(known)
