@@ -76,6 +76,15 @@ class Backend(Protocol):
         """
         ...
 
+    def solve_sparse(self, rows: Array, cols: Array, values: Array, rhs: Array) -> Array:
+        """Solve ``A x = rhs`` for a square sparse ``A`` given as triplets, by factorisation.
+
+        ``rows``, ``cols`` (m,) int64 and ``values`` (m,) float64 (duplicates are summed);
+        ``rhs`` (n, c) float64, n the order of ``A``. Returns ``x`` (n, c) float64: one
+        factorisation serves every column. The hole interiors of ``smooth`` inpainting.
+        """
+        ...
+
     def synchronize(self) -> None:
         """Wait for queued device work, so timings are honest."""
         ...

@@ -140,5 +140,17 @@ class CudaBackend:
         ndimage = importlib.import_module("cupyx.scipy.ndimage")
         return _valid_box_mean(ndimage.uniform_filter, x, window)
 
+    def solve_sparse(self, rows: Array, cols: Array, values: Array, rhs: Array) -> Array:
+        sparse = importlib.import_module("cupyx.scipy.sparse")
+        linalg = importlib.import_module("cupyx.scipy.sparse.linalg")
+        cupy = self._cupy
+        rhs = cupy.asarray(rhs, dtype=cupy.float64)
+        n = rhs.shape[0]
+        matrix = sparse.csr_matrix((cupy.asarray(values, dtype=cupy.float64),
+                                    (cupy.asarray(rows), cupy.asarray(cols))), shape=(n, n))
+        # cuSOLVER's sparse solve takes one right-hand side at a time
+        columns = [linalg.spsolve(matrix, rhs[:, c]) for c in range(rhs.shape[1])]
+        return cupy.stack(columns, axis=1)
+
     def synchronize(self) -> None:
         self._cupy.cuda.get_current_stream().synchronize()

@@ -527,11 +527,12 @@ def inpaint(image: Array, missing: Array, *, backend: Backend, k: int | None = 8
     colours = xp.astype(image, xp.float32)
     if method == "smooth":
         if k is None:
-            chosen = choose_energy(colours, missing, known)
+            chosen = choose_energy(colours, missing, known, backend=backend)
             tension, stiffness = chosen.tension, chosen.stiffness
         else:
             tension, stiffness = ENERGIES[min(max(k, 1), len(ENERGIES)) - 1]
-        out = fill(colours, missing, known, tension=tension, stiffness=stiffness)
+        out = fill(colours, missing, known, backend=backend, tension=tension,
+                   stiffness=stiffness)
         return xp.astype(xp.round(clip(out, 0.0, 255.0)), image.dtype)
     if k is None:
         raise ValueError(f"method {method!r} needs k (an int)")
@@ -587,7 +588,7 @@ def choose_k(image: Array, missing: Array, *, backend: Backend, method: Method =
 
     For ``smooth``, k numbers the energies (``ENERGIES``, 1-based) and the pixels hidden have
     the shape of the damage (:func:`gpupix.ops.inpaint_smooth.choose_energy`); ``rmse`` is
-    then one value per energy.
+    then the RMSE of each energy tried, in the order of ``ENERGIES``.
 
     One neighbour query of ``k_max`` neighbours serves every k = 1..k_max: predictions for
     all prefixes come from cumulative sums over the neighbour axis. ``knn_linear`` is scored
@@ -611,11 +612,9 @@ def choose_k(image: Array, missing: Array, *, backend: Backend, method: Method =
         usable = ~device_missing
         if known is not None:
             usable = usable & backend.to_device(backend.to_host(known))
-        chosen = choose_energy(xp.astype(image, xp.float32), device_missing, usable)
-        if not chosen.rmse:
-            return KChoice(k=1, rmse=[], held_out=chosen.held_out)
-        index = ENERGIES.index((chosen.tension, chosen.stiffness))
-        return KChoice(k=index + 1, rmse=chosen.rmse, held_out=chosen.held_out)
+        chosen = choose_energy(xp.astype(image, xp.float32), device_missing, usable,
+                               backend=backend)
+        return KChoice(k=chosen.index + 1, rmse=chosen.rmse, held_out=chosen.held_out)
     known_host = ~backend.to_host(missing)
     if known is not None:
         known_host &= backend.to_host(known)

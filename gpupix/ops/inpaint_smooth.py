@@ -24,13 +24,20 @@ import math
 from dataclasses import dataclass
 from types import ModuleType
 
-from gpupix.backends.base import Array
+from array_api_compat import device
+
+from gpupix.backends.base import Array, Backend
 from gpupix.ops._xp import array_namespace, clip
 
 COARSEST = 8  # stop coarsening when a side is this short
-FINE_ITERATIONS = 10
-COARSE_ITERATIONS = 12
+FINE_ITERATIONS = 8
+COARSE_ITERATIONS = 4
 BOTTOM_ITERATIONS = 40
+SETTLE_ITERATIONS = 4
+DEEP = 2  # an unknown pixel with no known pixel this near is inside a hole
+RING = 4  # ... and the direct solve takes the unknown pixels this far around it too
+CHECK_EVERY = 2
+TOLERANCE = 0.0
 KNOWN_FRACTION = 0.75
 CORRECTED_FRACTION = 0.999  # a V-cycle corrects, one level down, the blocks missing all pixels
 
@@ -64,29 +71,51 @@ def energy_operator(u: Array, tension: float, stiffness: float) -> Array:
 
 
 def conjugate_gradients(u: Array, unknown: Array, *, tension: float, stiffness: float,
-                        iterations: int, rhs: Array | None = None) -> Array:
-    """``iterations`` CG steps on ``A u = rhs`` (A: :func:`energy_operator`; rhs 0 by
-    default, which minimises E) over the pixels where ``unknown`` ((1, H, W) float 0/1) is 1,
-    the others held; each channel is its own system. No value is read on the host."""
+                        iterations: int, rhs: Array | None = None,
+                        tolerance: float = 0.0) -> Array:
+    """At most ``iterations`` CG steps on ``A u = rhs`` (A: :func:`energy_operator`; rhs 0
+    by default, which minimises E) over the pixels where ``unknown`` ((1, H, W) float 0/1)
+    is 1, the others held; each channel is its own system.
+
+    With a ``tolerance``, stops once every channel's residual is below that fraction of its
+    first one, checked every ``CHECK_EVERY`` steps (a host read each time: on a GPU, a
+    synchronisation).
+    """
     xp = array_namespace(u)
     residual = -energy_operator(u, tension, stiffness)
     if rhs is not None:
         residual = residual + rhs
     residual = residual * unknown
     direction = residual
-    rr = xp.sum(residual * residual, axis=(1, 2), keepdims=True)
-    for _ in range(iterations):
+    rr = _dot(residual, residual)
+    stop = None
+    if tolerance:
+        stop = xp.max(rr) * tolerance**2
+    for step_index in range(iterations):
+        if stop is not None and step_index and step_index % CHECK_EVERY == 0:
+            if bool(xp.all(rr <= stop)):
+                break
         a_direction = energy_operator(direction, tension, stiffness) * unknown
-        curvature = xp.sum(direction * a_direction, axis=(1, 2), keepdims=True)
+        curvature = _dot(direction, a_direction)
         step = rr / xp.where(curvature > 0, curvature, xp.ones_like(curvature))
         step = xp.where(curvature > 0, step, xp.zeros_like(step))
         u = u + step * direction
         residual = residual - step * a_direction
-        rr_new = xp.sum(residual * residual, axis=(1, 2), keepdims=True)
+        rr_new = _dot(residual, residual)
         ratio = rr_new / xp.where(rr > 0, rr, xp.ones_like(rr))
         direction = residual + ratio * direction
         rr = rr_new
     return u
+
+
+def _dot(a: Array, b: Array) -> Array:
+    """(C, 1, 1) per-channel inner products of two (C, H, W) arrays (a matrix product: no
+    (C, H, W) temporary)."""
+    xp = array_namespace(a)
+    channels = a.shape[0]
+    flat_a = xp.reshape(a, (channels, 1, -1))
+    flat_b = xp.reshape(b, (channels, -1, 1))
+    return flat_a @ flat_b
 
 
 def _downsample(values: Array, weights: Array) -> tuple[Array, Array]:
@@ -160,14 +189,14 @@ def _solve_level(xp: ModuleType, values: Array, weights: Array, tension: float,
         mean = xp.sum(values * weights[None, :, :], axis=(1, 2), keepdims=True) / total
         start = xp.where(known[None, :, :], values, mean)
         return conjugate_gradients(start, unknown, tension=tension, stiffness=stiffness,
-                                   iterations=BOTTOM_ITERATIONS)
+                                   iterations=BOTTOM_ITERATIONS, tolerance=TOLERANCE)
     coarse_values, coarse_weights = _downsample(values, weights)
     # one level down the pixels are twice as far apart: tension weighs 4x, stiffness 1/4
     coarse = _solve_level(xp, coarse_values, coarse_weights, tension * 4.0, stiffness / 4.0,
                           coarse_iterations, coarse_iterations, True)
     start = xp.where(known[None, :, :], values, upsample(coarse, height, width))
     return conjugate_gradients(start, unknown, tension=tension, stiffness=stiffness,
-                               iterations=iterations)
+                               iterations=iterations, tolerance=TOLERANCE)
 
 
 def v_cycle(u: Array, unknown: Array, *, tension: float, stiffness: float, smooth: int,
@@ -210,33 +239,153 @@ def v_cycle(u: Array, unknown: Array, *, tension: float, stiffness: float, smoot
                                iterations=smooth, rhs=rhs)
 
 
-def fill(image: Array, missing: Array, known: Array, *, tension: float = 0.0,
-         stiffness: float = 0.0, fine_iterations: int = FINE_ITERATIONS,
-         coarse_iterations: int = COARSE_ITERATIONS) -> Array:
+def dilate(mask: Array, radius: int) -> Array:
+    """(H, W) bool ``mask`` grown by ``radius`` pixels (a square): shifted ORs, rows then
+    columns."""
+    xp = array_namespace(mask)
+    grown = mask
+    for _ in range(radius):
+        grown = grown | xp.concat([grown[1:, :], grown[-1:, :]], axis=0)
+        grown = grown | xp.concat([grown[:1, :], grown[:-1, :]], axis=0)
+    for _ in range(radius):
+        grown = grown | xp.concat([grown[:, 1:], grown[:, -1:]], axis=1)
+        grown = grown | xp.concat([grown[:, :1], grown[:, :-1]], axis=1)
+    return grown
+
+
+def hole_interiors(known: Array) -> Array:
+    """(H, W) bool: the unknown pixels solved directly, those with no known pixel within
+    ``DEEP`` pixels and the unknown pixels up to ``RING`` pixels around them."""
+    deep = ~dilate(known, DEEP)
+    return dilate(deep, RING) & ~known
+
+
+def _paths(xp: ModuleType, rows: Array, cols: Array, shape: tuple[int, int], power: int
+           ) -> list[tuple[Array, Array, Array]]:
+    """The entries of L, L^2, .. L^power in the rows of the pixels (rows, cols): for each
+    power, (n, 5^p) target rows, target columns and float64 weights. L is the Laplacian of
+    :func:`laplacian` (a missing neighbour beyond the border counts as the pixel itself)."""
+    height, width = shape
+    ty, tx = rows[:, None], cols[:, None]
+    weight = xp.ones(ty.shape, dtype=xp.float64, device=device(rows))
+    found = []
+    for _ in range(power):
+        up, down = xp.astype(ty > 0, xp.float64), xp.astype(ty < height - 1, xp.float64)
+        left, right = xp.astype(tx > 0, xp.float64), xp.astype(tx < width - 1, xp.float64)
+        degree = up + down + left + right
+        ny = xp.stack([ty, ty - 1, ty + 1, ty, ty], axis=2)
+        nx = xp.stack([tx, tx, tx, tx - 1, tx + 1], axis=2)
+        nw = xp.stack([-degree * weight, up * weight, down * weight, left * weight,
+                       right * weight], axis=2)
+        n = ny.shape[0]
+        ty = xp.reshape(clip(ny, 0, height - 1), (n, -1))
+        tx = xp.reshape(clip(nx, 0, width - 1), (n, -1))
+        weight = xp.reshape(nw, (n, -1))
+        found.append((ty, tx, weight))
+    return found
+
+
+def solve_direct(backend: Backend, u: Array, direct: Array, *, tension: float,
+                 stiffness: float) -> Array:
+    """(C, H, W) ``u`` with the pixels of ``direct`` ((H, W) bool) set to the exact minimiser
+    of E, all other pixels held: one sparse factorisation (``backend.solve_sparse``) for
+    every channel. The matrix rows are the energy's stencil, built from paths of the
+    Laplacian (-tension L + L^2 - stiffness L^3), so borders are treated as the iterative
+    solver treats them."""
+    xp = array_namespace(u)
+    channels, height, width = u.shape
+    flat = xp.reshape(direct, (-1,))
+    rank = xp.cumulative_sum(xp.astype(flat, xp.int64)) - 1
+    index = xp.where(flat, rank, xp.full_like(rank, -1))
+    rows, cols = xp.nonzero(direct)
+    n = int(rows.shape[0])
+    if n == 0:
+        return u
+    coefficients = [(1, -tension), (2, 1.0), (3, -stiffness)]
+    paths = _paths(xp, rows, cols, (height, width), 3 if stiffness else 2)
+    triplets_r, triplets_c, triplets_v = [], [], []
+    own = xp.arange(n, dtype=xp.int64, device=device(rows))
+    for power, coefficient in coefficients:
+        if not coefficient or power > len(paths):
+            continue
+        ty, tx, weight = paths[power - 1]
+        target = xp.take(index, xp.reshape(ty * width + tx, (-1,)))
+        keep = (target >= 0) & (xp.reshape(weight, (-1,)) != 0)
+        source = xp.reshape(xp.broadcast_to(own[:, None], ty.shape), (-1,))
+        triplets_r.append(source[keep])
+        triplets_c.append(target[keep])
+        triplets_v.append(xp.reshape(weight, (-1,))[keep] * coefficient)
+    outside = u * xp.astype(~direct, u.dtype)[None, :, :]
+    pull = -energy_operator(outside, tension, stiffness)
+    rhs = xp.take(xp.reshape(pull, (channels, -1)), xp.reshape(rows * width + cols, (-1,)),
+                  axis=1)
+    solution = backend.solve_sparse(xp.concat(triplets_r), xp.concat(triplets_c),
+                                    xp.concat(triplets_v),
+                                    xp.astype(xp.permute_dims(rhs, (1, 0)), xp.float64))
+    solution = xp.astype(xp.permute_dims(solution, (1, 0)), u.dtype)  # (C, n)
+    spread = xp.take(solution, clip(rank, min=0), axis=1)
+    return xp.where(direct[None, :, :], xp.reshape(spread, u.shape), u)
+
+
+def fill(image: Array, missing: Array, known: Array, *, backend: Backend,
+         tension: float = 0.0, stiffness: float = 0.0,
+         fine_iterations: int = FINE_ITERATIONS,
+         coarse_iterations: int = COARSE_ITERATIONS, exact_holes: bool = True) -> Array:
     """(H, W, C) float32 image with its ``missing`` pixels filled from the ``known`` ones
-    (both (H, W) bool). Pixels neither missing nor known are ignored and kept."""
+    (both (H, W) bool). Pixels neither missing nor known are ignored and kept.
+
+    Coarse-to-fine conjugate gradients everywhere; then the hole interiors (far from any
+    known pixel, where those converge slowly) solved exactly with the rest held; then a few
+    conjugate-gradient steps over every unknown pixel again, to settle the seams.
+    ``exact_holes=False`` leaves the holes to the coarse-to-fine steps alone.
+    """
     xp = array_namespace(image)
     values = _planes(image)
+    direct = hole_interiors(known)
+    holes = exact_holes and bool(xp.any(direct))
+    # with holes, the fine steps come after their exact solve: before it, the holes' large
+    # residual would take the steps' size from the scattered gaps
     solved = solve(values, known, tension=tension, stiffness=stiffness,
-                   fine_iterations=fine_iterations, coarse_iterations=coarse_iterations)
+                   fine_iterations=0 if holes else fine_iterations,
+                   coarse_iterations=coarse_iterations)
+    if holes:
+        # stiffness shapes the small gaps; inside a hole the 13-point biharmonic stencil
+        # factorises much faster than the 25-point triharmonic one
+        solved = solve_direct(backend, solved, direct, tension=tension, stiffness=0.0)
+        unknown = xp.astype(~known, values.dtype)[None, :, :]
+        solved = conjugate_gradients(solved, unknown, tension=tension, stiffness=stiffness,
+                                     iterations=fine_iterations, tolerance=TOLERANCE)
     solved = xp.permute_dims(solved, (1, 2, 0))
     return xp.where(missing[:, :, None], clip(solved, 0.0, 255.0), image)
 
 
-# (tension, stiffness) pairs tried per image: biharmonic; with a triharmonic term (small gaps
-# follow curvature); with tension too (large holes do not overshoot); tension alone
-ENERGIES = ((0.0, 0.0), (0.0, 0.3), (0.3, 0.3), (0.3, 0.0))
-WINDOW = 256  # side of the window the candidates are scored on
+# the weights tried per image: tension for the holes (none: biharmonic, 0.3: close to a
+# membrane, no overshoot), stiffness for the scattered gaps (0.3: a triharmonic term, the
+# fill follows curvature)
+TENSIONS = (0.0, 0.03, 0.3)
+STIFFNESSES = (0.0, 0.3)
+ENERGIES = tuple((tension, stiffness) for tension in TENSIONS for stiffness in STIFFNESSES)
+WINDOW = 192  # side of the window the candidates are scored on
+# the hidden pixels add to the damage there: more steps, so that a stiffer energy, slower to
+# converge, is judged on its solution and not on how far it got
+SCORE_FINE_ITERATIONS = 12
+SCORE_COARSE_ITERATIONS = 12
 
 
 @dataclass
 class EnergyChoice:
-    """The energy chosen by the hold-out: its weights and every candidate's RMSE."""
+    """The energy chosen by the hold-out: its weights, the RMSE on the hidden pixels of each
+    energy tried (``tried``: their indices in ``ENERGIES``), the number of hidden pixels."""
 
     tension: float
     stiffness: float
     rmse: list[float]
+    tried: list[int]
     held_out: int
+
+    @property
+    def index(self) -> int:
+        return ENERGIES.index((self.tension, self.stiffness))
 
 
 def _windows(height: int, width: int, side: int) -> list[tuple[int, int, int, int]]:
@@ -245,23 +394,24 @@ def _windows(height: int, width: int, side: int) -> list[tuple[int, int, int, in
     return [(y, min(y + side, height), x, min(x + side, width)) for y in ys for x in xs]
 
 
-def choose_energy(image: Array, missing: Array, known: Array, *,
-                  energies: tuple[tuple[float, float], ...] = ENERGIES,
+def choose_energy(image: Array, missing: Array, known: Array, *, backend: Backend,
                   window: int = WINDOW) -> EnergyChoice:
     """Pick (tension, stiffness) by hiding known pixels in the shape of the damage.
 
     The window of the image with the most missing pixels lends its mask: those pixels are
     hidden in the window with the most known pixels (the same window, shifted by half its
-    side, when the image has only one), each candidate fills that window, and the one with
-    the lowest RMSE on the hidden pixels wins. Holes are scored as holes, scattered pixels
-    as scattered pixels, at the cost of a few fills of one window whatever the image size.
+    side, when the image has only one), and candidates fill that window. The stiffness is
+    the one that best predicts the hidden pixels near known ones (scattered gaps); then,
+    if the hidden pixels include hole interiors, the tension that best predicts those.
+    Holes are scored as holes and scattered pixels as scattered pixels, for the cost of a
+    few fills of one window whatever the image size.
 
     image : (H, W, C) float32; missing, known : (H, W) bool.
     """
     xp = array_namespace(image)
     height, width, channels = image.shape
-    side_y, side_x = min(window, height), min(window, width)
-    windows = _windows(height, width, max(side_y, side_x))
+    side = min(window, max(height, width))
+    windows = _windows(height, width, side)
     missing_f = xp.astype(missing, xp.float32)
     known_f = xp.astype(known, xp.float32)
     lost = [float(xp.sum(missing_f[y0:y1, x0:x1])) for y0, y1, x0, x1 in windows]
@@ -277,21 +427,40 @@ def choose_energy(image: Array, missing: Array, known: Array, *,
         pattern = xp.concat([pattern[:, w // 2:], pattern[:, :w // 2]], axis=1)
     window_known = known[ty0:ty0 + h, tx0:tx0 + w]
     hidden = pattern & window_known
-    n_hidden = int(xp.sum(xp.astype(hidden, xp.int64)))
     remaining = window_known & ~hidden
+    n_hidden = int(xp.sum(xp.astype(hidden, xp.int64)))
+    default = ENERGIES[0]
     if n_hidden < 2 or not bool(xp.any(remaining)):
-        tension, stiffness = energies[0]
-        return EnergyChoice(tension, stiffness, [], n_hidden)
-    values = _planes(image[ty0:ty0 + h, tx0:tx0 + w, :])
-    hidden_f = xp.astype(hidden, xp.float32)[None, :, :]
-    rmse = []
-    for tension, stiffness in energies:
-        solved = clip(solve(values, remaining, tension=tension, stiffness=stiffness),
-                      0.0, 255.0)
-        squared = xp.sum((solved - values) ** 2 * hidden_f)
-        rmse.append(math.sqrt(float(squared) / (n_hidden * channels)))
-    best = min(range(len(energies)), key=lambda i: rmse[i])
-    return EnergyChoice(*energies[best], rmse=rmse, held_out=n_hidden)
+        return EnergyChoice(*default, rmse=[], tried=[], held_out=n_hidden)
+    crop = image[ty0:ty0 + h, tx0:tx0 + w, :]
+    direct = hole_interiors(remaining)
+    deep = hidden & direct
+    groups = (xp.astype(hidden & ~deep, xp.float32)[None, :, :],
+              xp.astype(deep, xp.float32)[None, :, :])
+    errors: dict[tuple[float, float], tuple[float, float]] = {}
+    values = _planes(crop)
+
+    def squared_errors(solved: Array) -> tuple[float, float]:
+        squared = (clip(solved, 0.0, 255.0) - values) ** 2
+        return tuple(float(xp.sum(squared * g)) for g in groups)
+
+    # the stiffness, on the scattered hidden pixels (the holes left to the coarse steps)
+    base = {}
+    for s in STIFFNESSES:
+        base[s] = solve(values, remaining, tension=0.0, stiffness=s,
+                        fine_iterations=SCORE_FINE_ITERATIONS,
+                        coarse_iterations=SCORE_COARSE_ITERATIONS)
+        errors[(0.0, s)] = squared_errors(base[s])
+    stiffness = min(STIFFNESSES, key=lambda s: (errors[(0.0, s)][0], s))
+    tension = 0.0
+    if bool(xp.any(deep)):  # the tension, on the hidden hole interiors, each solved exactly
+        for t in TENSIONS:
+            solved = solve_direct(backend, base[stiffness], direct, tension=t, stiffness=0.0)
+            errors[(t, stiffness)] = squared_errors(solved)
+        tension = min(TENSIONS, key=lambda t: (errors[(t, stiffness)][1], t))
+    tried = sorted(ENERGIES.index(energy) for energy in errors)
+    rmse = [math.sqrt(sum(errors[ENERGIES[i]]) / (n_hidden * channels)) for i in tried]
+    return EnergyChoice(tension, stiffness, rmse=rmse, tried=tried, held_out=n_hidden)
 
 
 def _planes(image: Array) -> Array:

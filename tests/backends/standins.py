@@ -73,6 +73,13 @@ class StrictBackend:
 
         return _box_mean(x, window)
 
+    def solve_sparse(self, rows, cols, values, rhs):
+        from gpupix.backends.cpu import CpuBackend
+
+        x = CpuBackend().solve_sparse(to_numpy(rows), to_numpy(cols), to_numpy(values),
+                                      to_numpy(rhs))
+        return self.to_device(x)
+
     def synchronize(self):
         return None
 
@@ -141,6 +148,7 @@ def make_fake_cupy(device_count: int = 1) -> types.ModuleType:
     cupy = types.ModuleType("cupy")
     cupy.__version__ = "fake-14"
     cupy.float32, cupy.int32, cupy.int64 = np.float32, np.int32, np.int64
+    cupy.float64 = np.float64
     calls: list[str] = []
     cupy.calls = calls
     _COUNTS.clear()
@@ -168,8 +176,13 @@ def make_fake_cupy(device_count: int = 1) -> types.ModuleType:
         calls.append("synchronize")
         _COUNTS["sync"] += 1
 
+    def stack(arrays, axis=0):
+        calls.append("stack")
+        return np.stack([np.asarray(a) for a in arrays], axis=axis).view(FakeDeviceArray)
+
     cupy.asarray = asarray
     cupy.asnumpy = asnumpy
+    cupy.stack = stack
     cupy.ascontiguousarray = ascontiguousarray
 
     runtime = types.SimpleNamespace(
@@ -198,7 +211,32 @@ def make_fake_cupyx_ndimage(cupy: types.ModuleType) -> dict[str, types.ModuleTyp
 
     ndimage.uniform_filter = uniform_filter
     cupyx.scipy, scipy_module.ndimage = scipy_module, ndimage
-    return {"cupyx": cupyx, "cupyx.scipy": scipy_module, "cupyx.scipy.ndimage": ndimage}
+
+    # cupyx.scipy.sparse(.linalg): csr_matrix from triplets and spsolve (one column), on SciPy
+    from scipy import sparse as scipy_sparse
+    from scipy.sparse import linalg as scipy_linalg
+
+    sparse = types.ModuleType("cupyx.scipy.sparse")
+    linalg = types.ModuleType("cupyx.scipy.sparse.linalg")
+
+    def csr_matrix(arg, shape=None):
+        values, (rows, cols) = arg
+        for part in (values, rows, cols):
+            assert isinstance(part, FakeDeviceArray), "csr_matrix got a host array"
+        cupy.calls.append("csr_matrix")
+        return scipy_sparse.csr_matrix((np.asarray(values), (np.asarray(rows),
+                                                             np.asarray(cols))), shape=shape)
+
+    def spsolve(matrix, b):
+        assert isinstance(b, FakeDeviceArray) and b.ndim == 1, "spsolve takes one device column"
+        cupy.calls.append("spsolve")
+        return np.asarray(scipy_linalg.spsolve(matrix.tocsc(), np.asarray(b))).view(
+            FakeDeviceArray)
+
+    sparse.csr_matrix, sparse.linalg, linalg.spsolve = csr_matrix, linalg, spsolve
+    scipy_module.sparse = sparse
+    return {"cupyx": cupyx, "cupyx.scipy": scipy_module, "cupyx.scipy.ndimage": ndimage,
+            "cupyx.scipy.sparse": sparse, "cupyx.scipy.sparse.linalg": linalg}
 
 
 def float32_expanded_kneighbors(fit: np.ndarray, queries: np.ndarray, k: int,
