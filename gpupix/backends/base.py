@@ -77,7 +77,8 @@ class Backend(Protocol):
         ...
 
     def solve_sparse(self, rows: Array, cols: Array, values: Array, rhs: Array) -> Array:
-        """Solve ``A x = rhs`` for a square sparse ``A`` given as triplets, by factorisation.
+        """Solve ``A x = rhs`` for a sparse symmetric positive definite ``A`` given as
+        triplets, by factorisation.
 
         ``rows``, ``cols`` (m,) int64 and ``values`` (m,) float64 (duplicates are summed);
         ``rhs`` (n, c) float64, n the order of ``A``. Returns ``x`` (n, c) float64: one

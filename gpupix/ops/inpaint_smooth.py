@@ -64,10 +64,14 @@ def energy_operator(u: Array, tension: float, stiffness: float) -> Array:
     """The (symmetric, positive semi-definite) operator whose quadratic form is E."""
     first = laplacian(u)
     second = laplacian(first)
-    out = second - tension * first if tension else second
+    if tension:
+        first *= -tension
+        second += first
     if stiffness:
-        out = out - stiffness * laplacian(second)
-    return out
+        third = laplacian(second)
+        third *= -stiffness
+        second += third
+    return second
 
 
 def conjugate_gradients(u: Array, unknown: Array, *, tension: float, stiffness: float,
@@ -82,11 +86,13 @@ def conjugate_gradients(u: Array, unknown: Array, *, tension: float, stiffness: 
     synchronisation).
     """
     xp = array_namespace(u)
-    residual = -energy_operator(u, tension, stiffness)
+    u = xp.asarray(u, copy=True)  # updated in place below (whole-image passes are the cost)
+    residual = energy_operator(u, tension, stiffness)
+    residual *= -1.0
     if rhs is not None:
-        residual = residual + rhs
-    residual = residual * unknown
-    direction = residual
+        residual += rhs
+    residual *= unknown
+    direction = xp.asarray(residual, copy=True)
     rr = _dot(residual, residual)
     stop = None
     if tolerance:
@@ -95,15 +101,18 @@ def conjugate_gradients(u: Array, unknown: Array, *, tension: float, stiffness: 
         if stop is not None and step_index and step_index % CHECK_EVERY == 0:
             if bool(xp.all(rr <= stop)):
                 break
-        a_direction = energy_operator(direction, tension, stiffness) * unknown
+        a_direction = energy_operator(direction, tension, stiffness)
+        a_direction *= unknown
         curvature = _dot(direction, a_direction)
         step = rr / xp.where(curvature > 0, curvature, xp.ones_like(curvature))
         step = xp.where(curvature > 0, step, xp.zeros_like(step))
-        u = u + step * direction
-        residual = residual - step * a_direction
+        u += step * direction
+        a_direction *= step
+        residual -= a_direction
         rr_new = _dot(residual, residual)
         ratio = rr_new / xp.where(rr > 0, rr, xp.ones_like(rr))
-        direction = residual + ratio * direction
+        direction *= ratio
+        direction += residual
         rr = rr_new
     return u
 
