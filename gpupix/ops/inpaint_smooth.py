@@ -374,7 +374,8 @@ def fill(image: Array, missing: Array, known: Array, *, backend: Backend,
 TENSIONS = (0.0, 0.03, 0.3)
 STIFFNESSES = (0.0, 0.3)
 ENERGIES = tuple((tension, stiffness) for tension in TENSIONS for stiffness in STIFFNESSES)
-WINDOW = 192  # side of the window the candidates are scored on
+WINDOW = 192  # side of the windows the candidates are scored on
+TENSION_WINDOWS = 3  # windows the tension is scored on, when the damage has holes
 # the hidden pixels add to the damage there: more steps, so that a stiffer energy, slower to
 # converge, is judged on its solution and not on how far it got
 SCORE_FINE_ITERATIONS = 12
@@ -404,16 +405,19 @@ def _windows(height: int, width: int, side: int) -> list[tuple[int, int, int, in
 
 
 def choose_energy(image: Array, missing: Array, known: Array, *, backend: Backend,
-                  window: int = WINDOW) -> EnergyChoice:
+                  window: int = WINDOW, tension_windows: int = TENSION_WINDOWS
+                  ) -> EnergyChoice:
     """Pick (tension, stiffness) by hiding known pixels in the shape of the damage.
 
     The window of the image with the most missing pixels lends its mask: those pixels are
-    hidden in the window with the most known pixels (the same window, shifted by half its
-    side, when the image has only one), and candidates fill that window. The stiffness is
-    the one that best predicts the hidden pixels near known ones (scattered gaps); then,
-    if the hidden pixels include hole interiors, the tension that best predicts those.
-    Holes are scored as holes and scattered pixels as scattered pixels, for the cost of a
-    few fills of one window whatever the image size.
+    hidden in the windows with the most known pixels (the same window, shifted by half its
+    side, when the image has only one), and candidates fill them. The stiffness is the one
+    that best predicts the hidden pixels near known ones (scattered gaps) in the first
+    window; then, if the hidden pixels include hole interiors, the tension that best
+    predicts those over ``tension_windows`` windows (a hole is one sample of a picture's
+    content: a few of them make a steadier choice). Holes are scored as holes and scattered
+    pixels as scattered pixels, for the cost of a few fills of small windows whatever the
+    image size. ``rmse`` and ``held_out`` are those of the first window.
 
     image : (H, W, C) float32; missing, known : (H, W) bool.
     """
@@ -426,47 +430,68 @@ def choose_energy(image: Array, missing: Array, known: Array, *, backend: Backen
     lost = [float(xp.sum(missing_f[y0:y1, x0:x1])) for y0, y1, x0, x1 in windows]
     have = [float(xp.sum(known_f[y0:y1, x0:x1])) for y0, y1, x0, x1 in windows]
     source = max(range(len(windows)), key=lambda i: (lost[i], -i))
-    target = max(range(len(windows)), key=lambda i: (have[i] - (i == source) * 1e12, -i))
-    sy0, sy1, sx0, sx1 = windows[source]
-    ty0, ty1, tx0, tx1 = windows[target]
-    h, w = min(sy1 - sy0, ty1 - ty0), min(sx1 - sx0, tx1 - tx0)
-    pattern = missing[sy0:sy0 + h, sx0:sx0 + w]
-    if source == target:  # one window: its own damage, shifted by half a window
-        pattern = xp.concat([pattern[h // 2:, :], pattern[:h // 2, :]], axis=0)
-        pattern = xp.concat([pattern[:, w // 2:], pattern[:, :w // 2]], axis=1)
-    window_known = known[ty0:ty0 + h, tx0:tx0 + w]
-    hidden = pattern & window_known
-    remaining = window_known & ~hidden
-    n_hidden = int(xp.sum(xp.astype(hidden, xp.int64)))
-    default = ENERGIES[0]
-    if n_hidden < 2 or not bool(xp.any(remaining)):
-        return EnergyChoice(*default, rmse=[], tried=[], held_out=n_hidden)
-    crop = image[ty0:ty0 + h, tx0:tx0 + w, :]
-    direct = hole_interiors(remaining)
-    deep = hidden & direct
-    groups = (xp.astype(hidden & ~deep, xp.float32)[None, :, :],
-              xp.astype(deep, xp.float32)[None, :, :])
-    errors: dict[tuple[float, float], tuple[float, float]] = {}
-    values = _planes(crop)
+    others = sorted((i for i in range(len(windows)) if i != source),
+                    key=lambda i: (-have[i], i))
+    targets = others[:max(tension_windows, 1)] or [source]
 
-    def squared_errors(solved: Array) -> tuple[float, float]:
+    def held_out(target: int) -> tuple[Array, Array, Array, Array, int]:
+        """values (C, h, w), hidden, remaining, hole interiors (h, w), hidden count."""
+        sy0, sy1, sx0, sx1 = windows[source]
+        ty0, ty1, tx0, tx1 = windows[target]
+        h, w = min(sy1 - sy0, ty1 - ty0), min(sx1 - sx0, tx1 - tx0)
+        pattern = missing[sy0:sy0 + h, sx0:sx0 + w]
+        if source == target:  # one window: its own damage, shifted by half a window
+            pattern = xp.concat([pattern[h // 2:, :], pattern[:h // 2, :]], axis=0)
+            pattern = xp.concat([pattern[:, w // 2:], pattern[:, :w // 2]], axis=1)
+        window_known = known[ty0:ty0 + h, tx0:tx0 + w]
+        hidden = pattern & window_known
+        remaining = window_known & ~hidden
+        count = int(xp.sum(xp.astype(hidden, xp.int64)))
+        return (_planes(image[ty0:ty0 + h, tx0:tx0 + w, :]), hidden, remaining,
+                hole_interiors(remaining), count)
+
+    def squared_errors(solved: Array, values: Array, groups: tuple[Array, ...]
+                       ) -> tuple[float, ...]:
         squared = (clip(solved, 0.0, 255.0) - values) ** 2
         return tuple(float(xp.sum(squared * g)) for g in groups)
 
+    values, hidden, remaining, direct, n_hidden = held_out(targets[0])
+    if n_hidden < 2 or not bool(xp.any(remaining)):
+        return EnergyChoice(*ENERGIES[0], rmse=[], tried=[], held_out=n_hidden)
+    deep = hidden & direct
+    groups = (xp.astype(hidden & ~deep, xp.float32)[None, :, :],
+              xp.astype(deep, xp.float32)[None, :, :])
+    errors: dict[tuple[float, float], tuple[float, ...]] = {}
     # the stiffness, on the scattered hidden pixels (the holes left to the coarse steps)
     base = {}
     for s in STIFFNESSES:
         base[s] = solve(values, remaining, tension=0.0, stiffness=s,
                         fine_iterations=SCORE_FINE_ITERATIONS,
                         coarse_iterations=SCORE_COARSE_ITERATIONS)
-        errors[(0.0, s)] = squared_errors(base[s])
+        errors[(0.0, s)] = squared_errors(base[s], values, groups)
     stiffness = min(STIFFNESSES, key=lambda s: (errors[(0.0, s)][0], s))
     tension = 0.0
-    if bool(xp.any(deep)):  # the tension, on the hidden hole interiors, each solved exactly
-        for t in TENSIONS:
-            solved = solve_direct(backend, base[stiffness], direct, tension=t, stiffness=0.0)
-            errors[(t, stiffness)] = squared_errors(solved)
-        tension = min(TENSIONS, key=lambda t: (errors[(t, stiffness)][1], t))
+    if bool(xp.any(deep)):  # the tension, on hidden hole interiors, each solved exactly
+        deep_errors = dict.fromkeys(TENSIONS, 0.0)
+        for rank, target in enumerate(targets):
+            if rank:
+                values, hidden, remaining, direct, count = held_out(target)
+                deep = hidden & direct
+                if count < 2 or not bool(xp.any(deep)):
+                    continue
+                # the scattered pixels around the hidden holes need only be close
+                start = solve(values, remaining, tension=0.0, stiffness=stiffness)
+            else:
+                start = base[stiffness]
+            window_groups = (xp.astype(hidden & ~deep, xp.float32)[None, :, :],
+                             xp.astype(deep, xp.float32)[None, :, :])
+            for t in TENSIONS:
+                solved = solve_direct(backend, start, direct, tension=t, stiffness=0.0)
+                found = squared_errors(solved, values, window_groups)
+                deep_errors[t] += found[1]
+                if not rank:
+                    errors[(t, stiffness)] = found
+        tension = min(TENSIONS, key=lambda t: (deep_errors[t], t))
     tried = sorted(ENERGIES.index(energy) for energy in errors)
     rmse = [math.sqrt(sum(errors[ENERGIES[i]]) / (n_hidden * channels)) for i in tried]
     return EnergyChoice(tension, stiffness, rmse=rmse, tried=tried, held_out=n_hidden)
