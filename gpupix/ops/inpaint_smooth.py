@@ -39,7 +39,6 @@ COARSEST = 8  # stop coarsening when a side is this short
 FINE_ITERATIONS = 8
 COARSE_ITERATIONS = 4
 BOTTOM_ITERATIONS = 40
-SETTLE_ITERATIONS = 4
 DEEP = 2  # an unknown pixel with no known pixel this near is inside a hole
 RING = 4  # ... and the direct solve takes the unknown pixels this far around it too
 KNOWN_FRACTION = 0.75
