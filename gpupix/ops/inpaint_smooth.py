@@ -41,7 +41,7 @@ COARSE_ITERATIONS = 4
 BOTTOM_ITERATIONS = 40
 DEEP = 2  # an unknown pixel with no known pixel this near is inside a hole
 RING = 4  # ... and the direct solve takes the unknown pixels this far around it too
-KNOWN_FRACTION = 0.75
+KNOWN_FRACTION = 0.75  # one level down, a block is held fixed when this much of it is known
 
 
 def laplacian(u: Array) -> Array:
