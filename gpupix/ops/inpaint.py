@@ -494,7 +494,7 @@ def inpaint(image: Array, missing: Array, *, backend: Backend, k: int | None = 8
     backend : Backend
     k : int or None, default=8
         Neighbours per missing pixel (fewer if the image has fewer known pixels). For
-        ``smooth``, the energy: ``ENERGIES[k - 1]`` (1..4), or None to choose it on hidden
+        ``smooth``, the energy: ``ENERGIES[k - 1]`` (1..6), or None to choose it on hidden
         known pixels (:func:`gpupix.ops.inpaint_smooth.choose_energy`).
     method : {"smooth", "knn", "knn_linear", "vote"}, default="smooth"
     weights : {"uniform", "distance"}, default="distance"
