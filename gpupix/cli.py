@@ -448,11 +448,18 @@ def _job_command(job: str) -> Any:
     return command
 
 
-def _register_job_commands() -> None:
-    from gpupix.config import JOB_SECTIONS
+def add_job_command(job: str) -> None:
+    """``gpupix <job> IMAGES -o DIR``: a command for a registered job kind."""
+    name = job.replace("_", "-")
+    if not any(info.name == name for info in app.registered_commands):
+        app.command(name=name)(_job_command(job))
 
-    for job in JOB_SECTIONS:
-        app.command(name=job.replace("_", "-"))(_job_command(job))
+
+def _register_job_commands() -> None:
+    from gpupix.jobs import JOBS
+
+    for job in JOBS:
+        add_job_command(job)
 
 
 _register_job_commands()

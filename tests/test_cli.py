@@ -163,3 +163,28 @@ def test_validate_and_info(tmp_path):
     info = runner.invoke(app, ["info"])
     assert info.exit_code == 0 and "backend cpu: usable" in info.output
     assert "backend cuda:" in info.output
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"job": "denoise", "denoise": {"method": "model", "model": "missing.npz"}},
+     "denoise.model: "),
+    ({"job": "quantize", "quantize": {"palette": "missing.json"}}, "quantize.palette: "),
+    ({"job": "quantize", "quantize": {"palette": "bad.json"}}, "is not a usable palette"),
+    ({"job": "inpaint", "inpaint": {"reference": "nowhere"}}, "inpaint.reference: "),
+    ({"job": "fit_denoiser", "fit_denoiser": {"clean": "nowhere"}}, "fit_denoiser.clean: "),
+    ({"job": "quantize", "input": {"paths": ["missing-folder"]}}, "input.paths[0]: "),
+])
+def test_validate_refuses_exactly_what_run_refuses(tmp_path, section, message):
+    images = tmp_path / "in"
+    images.mkdir()
+    Image.fromarray(gradient_image(8, 8)).save(images / "a.png")
+    (tmp_path / "bad.json").write_text('{"colours": [[1, 2]]}')
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({"input": {"paths": ["in"]}, "output": {"dir": "out"},
+                                   **section}))
+    checked = runner.invoke(app, ["validate", str(job)])
+    ran = runner.invoke(app, ["run", str(job), "--quiet"])
+    assert checked.exit_code == ran.exit_code == 2
+    assert message in checked.output and message in ran.output
+    assert checked.output.strip().splitlines()[-1] == ran.output.strip().splitlines()[-1]
+    assert not (tmp_path / "out" / "metrics.jsonl").exists()

@@ -358,8 +358,8 @@ def test_jobs_on_any_image_file(name, file, data, metrics):
     try:
         image = decode(path)
         assert image.pixels.shape[:2] == shape and image.pixels.dtype == np.uint8
-        processed = job.process(image, CpuBackend(n_threads=1))
-        outputs = job.encode(processed)
+        processed = job.process(None, image, CpuBackend(n_threads=1))
+        outputs = job.encode(processed).files
     except GpupixError as exc:  # refused with a reason: allowed (see --hypothesis-show-statistics)
         event(f"{name}: refused ({type(exc).__name__})")
         return

@@ -11,14 +11,16 @@ premultiplied RGBA (:mod:`gpupix.ops.alpha`). ``min_quality`` refuses images tha
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator, model_validator
 
 from gpupix.backends.base import Backend
-from gpupix.config import JobConfig, QualityTarget
+from gpupix.config import QualityTarget, Section, shown
 from gpupix.errors import ImageError, QualityError
 from gpupix.io import (
     OUTPUT_SUFFIXES,
@@ -29,7 +31,7 @@ from gpupix.io import (
     read_ahead,
     write_atomic,
 )
-from gpupix.jobs.base import Processed
+from gpupix.jobs.base import Encoded, ImageJob, Processed
 from gpupix.jobs.hints import ReportHints
 from gpupix.ops.alpha import quantize_rgba
 from gpupix.ops.color import ciede2000, rgb_to_lab
@@ -52,6 +54,83 @@ from gpupix.palette_io import load_palette, palette_json, palette_png
 METRIC_PIXELS = 1 << 20
 PALETTE_JSON = "palette.json"
 PALETTE_PNG = "palette.png"
+
+
+class QuantizeConfig(Section):
+    k: int | Literal["auto"] = 16
+    color_space: Literal["rgb", "lab", "oklab", "rgb_lab"] = "rgb_lab"
+    max_iter: int = Field(100, ge=1, le=10_000)
+    target: QualityTarget | None = None
+    min_quality: QualityTarget | None = None
+    max_k: int = 256
+    palette: str = "per_image"
+    dither: Literal["none", "floyd_steinberg"] = "none"
+    dither_strength: float = Field(1.0, ge=0.0, le=1.0)
+    sweep: bool = False
+    skip_if_larger: bool = False
+
+    @field_validator("k", "max_k")
+    @classmethod
+    def _k_fits_a_palette(cls, k: int | str) -> int | str:
+        if k != "auto" and not 2 <= k <= 256:  # type: ignore[operator]
+            raise ValueError("must be 2..256 (a palette PNG holds at most 256 colours), "
+                             f"got {shown(k)}")
+        return k
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k_is_auto_or_whole(cls, k: Any) -> Any:
+        # one message for the union int | "auto", not one per member
+        if k != "auto" and (isinstance(k, bool) or not isinstance(k, int)):
+            raise ValueError("must be auto or a whole number 2..256")
+        return k
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dither_mapping(cls, data: Any) -> Any:
+        # `dither: {floyd_steinberg: 0.8}` is `dither: floyd_steinberg` at strength 0.8
+        if isinstance(data, dict) and isinstance(data.get("dither"), dict):
+            dither = data["dither"]
+            if len(dither) != 1:
+                raise ValueError("dither: expected one method and its strength, "
+                                 f"got {shown(dither)}")
+            (method, strength), = dither.items()
+            data = {**data, "dither": method, "dither_strength": strength}
+        return data
+
+    @field_validator("palette")
+    @classmethod
+    def _palette_source(cls, palette: str) -> str:
+        if palette not in ("per_image", "shared") and not palette.endswith((".json", ".png")):
+            raise ValueError("must be per_image, shared, or the path of a palette.json or "
+                             "palette.png to reuse")
+        return palette
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QuantizeConfig:
+        if self.k == "auto" and self.target is None:
+            raise ValueError("k: auto needs a target, e.g. target: {psnr: 38}")
+        if self.k != "auto" and self.target is not None:
+            raise ValueError(f"target is used only with k: auto, but k is {self.k}")
+        if self.palette not in ("per_image", "shared") and (self.k == "auto" or self.sweep):
+            raise ValueError(f"palette {shown(self.palette)} is a fixed palette: k: auto and sweep "
+                             "do not apply")
+        return self
+
+    @property
+    def fixed_palette(self) -> str | None:
+        """The path of a palette to reuse, or None when the palette is fitted here."""
+        return None if self.palette in ("per_image", "shared") else self.palette
+
+    def resolve_paths(self, resolve: Callable[[str, str], str], name: str) -> QuantizeConfig:
+        if self.fixed_palette is None:  # per_image, shared: names, not paths
+            return self
+        return self.model_copy(update={"palette": resolve(self.palette, f"{name}.palette")})
+
+    def check_paths(self, name: str) -> None:
+        if self.fixed_palette is not None:  # read as run reads it: ConfigError naming it
+            load_palette(self.fixed_palette, field=f"{name}.palette")
+
 
 
 def count_unique_colours(rgb: np.ndarray, visible: np.ndarray | None = None) -> int:
@@ -113,8 +192,10 @@ def pixel_quality(metric: str, reference: np.ndarray, result: np.ndarray,
     return float(difference.mean())
 
 
-class QuantizeJob:
+class QuantizeJob(ImageJob):
     name = "quantize"
+    settings_model = QuantizeConfig
+    exact_colours = True  # a palette image: a lossy format would add colours
 
     report_hints = ReportHints(input_label="original", output_label="quantized",
                                diff_against_input=True,
@@ -122,9 +203,8 @@ class QuantizeJob:
                                         "bytes_ratio"),
                                marks=("colours_out",))
 
-    def __init__(self, config: JobConfig) -> None:
-        self.config = config
-        self.settings = config.quantize
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
         # (colours (m, 3) uint8, alpha (m,) uint8 or None): one palette for every image
         self.fixed: tuple[np.ndarray, np.ndarray | None] | None = None
 
@@ -132,7 +212,7 @@ class QuantizeJob:
         return [item.relative.with_suffix(OUTPUT_SUFFIXES[self.config.output.format])]
 
     # ---------------------------------------------------------------- shared palette
-    def prepare(self, items: list[InputItem], backend: Backend) -> None:
+    def prepare(self, items: list[InputItem], backend: Backend) -> dict[str, Any] | None:
         """``palette: shared``: fit one palette on a histogram merged over every input
         (``palette: path``: read it).
 
@@ -142,10 +222,10 @@ class QuantizeJob:
         fail in the per-image pass. Writes ``palette.json`` and ``palette.png``.
         """
         if self.settings.fixed_palette is not None:  # a bad file: ConfigError, exit 2
-            self.fixed = load_palette(self.settings.fixed_palette)
-            return
+            colours, alpha = load_palette(self.settings.fixed_palette)
+            return {"colours": colours, "alpha": alpha}
         if self.settings.palette != "shared":
-            return
+            return None
         settings = self.settings
         accumulator = HistogramAccumulator()
         transparent_seen = False
@@ -191,24 +271,22 @@ class QuantizeJob:
             palette = np.concatenate([np.zeros((1, 3), np.uint8), palette])
             alpha = np.full(len(palette), 255, np.uint8)
             alpha[0] = 0
-        self.fixed = (palette, alpha)
         output_dir = Path(self.config.output.dir)
         write_atomic(output_dir / PALETTE_JSON, palette_json(palette, alpha, **info),
                      root=output_dir)
         write_atomic(output_dir / PALETTE_PNG, palette_png(palette, alpha), root=output_dir)
+        return {"colours": palette, "alpha": alpha}
 
-    def shared_state(self) -> dict[str, Any] | None:
-        """The palette every image is mapped onto (shared or given), for remote executors."""
-        if self.fixed is None:
-            return None
-        return {"colours": self.fixed[0], "alpha": self.fixed[1]}
-
-    def use_shared_state(self, state: dict[str, Any]) -> None:
+    def use_state(self, state: dict[str, Any] | None) -> None:
+        """The palette every image is mapped onto (shared or given)."""
+        if state is None:
+            return
         self.fixed = (np.asarray(state["colours"], np.uint8),
                       None if state["alpha"] is None else np.asarray(state["alpha"], np.uint8))
 
     # ---------------------------------------------------------------- one image
-    def process(self, image: DecodedImage, backend: Backend) -> Processed:
+    def process(self, item: InputItem | None, image: DecodedImage, backend: Backend
+                ) -> Processed:
         rgb = np.ascontiguousarray(image.rgb)
         alpha_channel = image.pixels[..., 3] if image.has_alpha else None
         transparent = None if alpha_channel is None else alpha_channel == 0
@@ -456,12 +534,12 @@ class QuantizeJob:
                 fields={"quality_failed": True, "quality_metric": minimum.metric,
                         "quality": achieved, "colours_out": metrics["colours_out"]})
 
-    def encode(self, processed: Processed) -> list[bytes]:
+    def encode(self, processed: Processed) -> Encoded:
         p = processed.payload
         data = encode_palette_image(p["indices"], p["palette"], alpha=p["alpha"],
                                     format=self.config.output.format)
-        metrics = processed.metrics
-        # runs in a writer thread before the row is built, so the row sees these fields
+        metrics: dict[str, Any] = {}
+        notes = processed.metrics.get("notes")
         path = p["path"]
         if self.settings.skip_if_larger and len(data) > p["bytes_in"]:
             suffix = OUTPUT_SUFFIXES[self.config.output.format]
@@ -470,14 +548,14 @@ class QuantizeJob:
                 metrics["palette_png_bytes"] = len(data)
                 note = (f"palette PNG ({len(data)} bytes) is larger than the input; "
                         "input kept (the quality metrics describe the palette PNG)")
-                metrics["notes"] = "; ".join(filter(None, [metrics.get("notes"), note]))
+                metrics["notes"] = "; ".join(filter(None, [notes, note]))
                 data = Path(path).read_bytes()
             else:
                 note = (f"skip_if_larger keeps only {suffix} inputs (the output's format); "
                         "palette image written")
-                metrics["notes"] = "; ".join(filter(None, [metrics.get("notes"), note]))
+                metrics["notes"] = "; ".join(filter(None, [notes, note]))
         metrics["actual_ratio"] = round(p["bytes_in"] / max(len(data), 1), 4)
-        return [data]
+        return Encoded([data], metrics)
 
 
 def _round(value: float) -> float:

@@ -114,7 +114,7 @@ class KillOnceJob(QuantizeJob):
 
     images_seen = 0  # per worker process
 
-    def process(self, image, backend):
+    def process(self, item, image, backend):
         type(self).images_seen += 1
         marker = Path(self.config.output.dir).parent / "killed.pid"
         if type(self).images_seen == 2:
@@ -128,7 +128,7 @@ class KillOnceJob(QuantizeJob):
                 torn, _ = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.config.output.dir)
                 os.write(torn, b"\x89PNG half an ima")
                 os._exit(1)
-        return super().process(image, backend)
+        return super().process(item, image, backend)
 
 
 def running(pid: int) -> bool:
@@ -226,16 +226,16 @@ class SharedStateJob(QuantizeJob):
         super().__init__(config)
         self.state = None
 
-    def shared_state(self):
+    def prepare(self, items, backend):
         type(self).states_made += 1
         return {"token": f"fitted-in-{os.getpid()}"}
 
-    def use_shared_state(self, state):
+    def use_state(self, state):
         type(self).states_used += 1
         self.state = state
 
-    def process(self, image, backend):
-        processed = super().process(image, backend)
+    def process(self, item, image, backend):
+        processed = super().process(item, image, backend)
         processed.metrics.update(token=self.state["token"], worker=os.getpid(),
                                  loads=type(self).states_used, threads=backend.n_threads)
         return processed
@@ -268,10 +268,10 @@ def test_gpupix_starts_and_stops_its_own_cluster(tmp_path):
 class PoisonJob(QuantizeJob):
     """Kills every worker that touches ``poison.png``, as a decoder crash would."""
 
-    def process(self, image, backend):
+    def process(self, item, image, backend):
         if image.pixels.shape[:2] == (7, 7):
             os._exit(1)
-        return super().process(image, backend)
+        return super().process(item, image, backend)
 
 
 @pytest.mark.slow

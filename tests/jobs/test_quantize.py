@@ -187,11 +187,12 @@ def test_skip_if_larger_keeps_a_png_input(tmp_path):
     payload = {"indices": np.zeros((16, 16), np.uint8), "palette": image[0, :2], "alpha": None,
                "bytes_in": 10, "path": source}  # pretend the input was 10 bytes
     processed = Processed(payload=payload, metrics={})
-    assert job.encode(processed) == [source.read_bytes()]
-    assert processed.metrics["kept_input"] is True
+    encoded = job.encode(processed)
+    assert encoded.files == [source.read_bytes()] and encoded.metrics["kept_input"] is True
+    assert processed.metrics == {}  # encode returns its metrics; it changes nothing
     payload["bytes_in"] = 10**6
-    kept = Processed(payload=payload, metrics={})
-    assert job.encode(kept)[0] != source.read_bytes() and "kept_input" not in kept.metrics
+    kept = job.encode(Processed(payload=payload, metrics={}))
+    assert kept.files[0] != source.read_bytes() and "kept_input" not in kept.metrics
 
 
 def test_sweep_row_field(tmp_path):
