@@ -12,13 +12,10 @@ from typer.testing import CliRunner
 
 from gpupix.cli import app
 from tests.conftest import gradient_image
+from tests.helpers import metrics_rows as rows
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-
-
-def rows(out_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def make_job(tmp_path: Path, images: int = 3, **quantize) -> Path:

@@ -15,13 +15,11 @@ from pydantic import Field, model_validator
 
 from gpupix.backends.base import Backend
 from gpupix.config import Section
-from gpupix.io import OUTPUT_SUFFIXES, DecodedImage, InputItem, encode_image
+from gpupix.io import MASK_SUFFIX, OUTPUT_SUFFIXES, DecodedImage, InputItem, encode_image
 from gpupix.jobs.base import Encoded, ImageJob, Processed
 from gpupix.jobs.hints import ReportHints
 from gpupix.ops.corrupt import corrupt
 from gpupix.ops.noise import NoiseModel
-
-MASK_SUFFIX = ".mask.png"
 
 
 class HolesConfig(Section):
@@ -46,11 +44,6 @@ class CorruptConfig(Section):
                              f"high={self.high}")
         return self
 
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    """PNG bytes of an (H, W) grey or (H, W, 3|4) uint8 array."""
-    return encode_image(pixels)
 
 
 def image_seed(seed: int, path: Path | None) -> list[int]:
@@ -103,4 +96,4 @@ class CorruptJob(ImageJob):
 
     def encode(self, processed: Processed) -> Encoded:
         damaged = encode_image(processed.payload["damaged"], format=self.config.output.format)
-        return Encoded([damaged, encode_png(processed.payload["mask"])])
+        return Encoded([damaged, encode_image(processed.payload["mask"])])

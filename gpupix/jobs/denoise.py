@@ -170,11 +170,6 @@ def channels_of(image: DecodedImage) -> np.ndarray:
     return np.ascontiguousarray(rgb[..., :1] if is_grey(rgb) else rgb)
 
 
-def encode_png(values: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
-    """PNG of (H, W, 1|3) uint8 values (grey or RGB), with an optional (H, W) alpha plane."""
-    return encode_image(_with_alpha(values, alpha))
-
-
 def _with_alpha(values: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     """(H, W, 1|3) values and an optional alpha plane -> an array Pillow can encode."""
     if values.shape[2] == 1:
@@ -311,9 +306,9 @@ class DenoiseJob(ImageJob):
         contents = [encode_image(_with_alpha(payload["denoised"], payload["alpha"]),
                                  format=output.format, quality=output.quality)]
         if payload["noisy"] is not None:
-            contents.append(encode_png(payload["noisy"], payload["alpha"]))
+            contents.append(encode_image(_with_alpha(payload["noisy"], payload["alpha"])))
         if payload["difference"] is not None:
-            contents.append(encode_png(payload["difference"]))
+            contents.append(encode_image(_with_alpha(payload["difference"], None)))
         return Encoded(contents)
 
 

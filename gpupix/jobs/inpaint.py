@@ -18,6 +18,7 @@ from gpupix.config import Section, shown
 from gpupix.errors import ConfigError, ImageError
 from gpupix.io import (
     IMAGE_SUFFIXES,
+    MASK_SUFFIX,
     OUTPUT_SUFFIXES,
     DecodedImage,
     InputItem,
@@ -30,6 +31,7 @@ from gpupix.io import (
 from gpupix.jobs.base import Encoded, ImageJob, Processed
 from gpupix.jobs.hints import ReportHints
 from gpupix.jobs.quantize import metric_grid
+from gpupix.ops.corrupt import KEY_COLOUR
 from gpupix.ops.inpaint import choose_k, inpaint
 from gpupix.ops.metrics import compute_metrics, psnr
 
@@ -38,8 +40,8 @@ class InpaintConfig(Section):
     path_fields: ClassVar[tuple[str, ...]] = ("reference",)
 
     mask: Literal["auto", "file", "key_color", "alpha"] = "auto"
-    mask_suffix: str = Field(".mask.png", min_length=1)
-    key_color: str = "#ff00ff"
+    mask_suffix: str = Field(MASK_SUFFIX, min_length=1)
+    key_color: str = "#{:02x}{:02x}{:02x}".format(*KEY_COLOUR)
     # RGB distance to key_color that still counts as keyed: marks saved as JPEG (quality 90)
     # come back blurred; 80 finds 95% of their pixels (exact matching: 5%) and no pixel of
     # the photos tried; 0 is exact matching (for saturated art near the key colour)

@@ -36,7 +36,7 @@ from gpupix.jobs.hints import ReportHints
 from gpupix.ops.alpha import quantize_rgba
 from gpupix.ops.color import ciede2000, rgb_to_lab
 from gpupix.ops.dither import floyd_steinberg
-from gpupix.ops.metrics import compute_metrics, delta_e, palette_metrics
+from gpupix.ops.metrics import compute_metrics, delta_e, palette_metrics, psnr_from_mse
 from gpupix.ops.palette_search import (
     ROUGH_BITS,
     HistogramAccumulator,
@@ -167,13 +167,24 @@ def size_accounting(height: int, width: int, colours: int, *, alpha_in: bool,
             "theoretical_ratio": round(bits_raw / (bits_palette + bits_indices), 4)}
 
 
+def add_transparent_entry(palette: np.ndarray, alpha: np.ndarray | None = None, *,
+                          last: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``palette`` with one fully transparent entry (black, alpha 0) first, or last to keep
+    a given palette's indices; the other entries keep their alpha (opaque when None)."""
+    alpha = np.full(len(palette), 255, np.uint8) if alpha is None else np.asarray(alpha, np.uint8)
+    clear_colour, clear_alpha = np.zeros((1, 3), np.uint8), np.zeros(1, np.uint8)
+    if last:
+        return np.concatenate([palette, clear_colour]), np.concatenate([alpha, clear_alpha])
+    return np.concatenate([clear_colour, palette]), np.concatenate([clear_alpha, alpha])
+
+
 def premultiplied_rgb(rgba: np.ndarray) -> np.ndarray:
     """(H, W, 4) uint8 -> (H, W, 3) uint8 colour x alpha / 255: the image over black (host)."""
     values = rgba[..., :3].astype(np.float32) * (rgba[..., 3:4].astype(np.float32) / 255.0)
     return np.rint(values).astype(np.uint8)
 
 
-def pixel_quality(metric: str, reference: np.ndarray, result: np.ndarray,
+def image_quality(metric: str, reference: np.ndarray, result: np.ndarray,
                   visible: np.ndarray | None) -> float:
     """``psnr`` over every (visible) pixel, or mean CIEDE2000 on the metric grid (host)."""
     if metric == "psnr":
@@ -181,7 +192,7 @@ def pixel_quality(metric: str, reference: np.ndarray, result: np.ndarray,
         b = result.astype(np.float64)
         squared = ((a - b) ** 2).mean(axis=-1)
         mse = float(squared[visible].mean() if visible is not None else squared.mean())
-        return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+        return psnr_from_mse(mse)
     step = metric_grid(reference.shape)
     a, b = reference[::step, ::step], result[::step, ::step]
     if visible is None:  # one CIEDE2000 per distinct pair of colours
@@ -268,9 +279,7 @@ class QuantizeJob(ImageJob):
                 max_iter=settings.max_iter))
         alpha = None
         if reserve:
-            palette = np.concatenate([np.zeros((1, 3), np.uint8), palette])
-            alpha = np.full(len(palette), 255, np.uint8)
-            alpha[0] = 0
+            palette, alpha = add_transparent_entry(palette)
         output_dir = Path(self.config.output.dir)
         write_atomic(output_dir / PALETTE_JSON, palette_json(palette, alpha, **info),
                      root=output_dir)
@@ -298,9 +307,10 @@ class QuantizeJob(ImageJob):
         notes: list[str] = []  # the executor adds the decoder's own notes
         extra: dict[str, Any] = {}
         if visible is not None and not visible.any():  # nothing to fit: one transparent entry
-            palette, indices = np.zeros((1, 3), np.uint8), np.zeros(rgb.shape[:2], np.uint8)
-            return self._result(image, rgb, palette, indices, np.zeros(1, np.uint8), visible,
-                                backend, notes, extra, partial=False)
+            palette, alpha = add_transparent_entry(np.zeros((0, 3), np.uint8))
+            indices = np.zeros(rgb.shape[:2], np.uint8)
+            return self._result(image, rgb, palette, indices, alpha, visible, backend, notes,
+                                extra, partial=False)
         if self.fixed is not None:
             palette, alpha, indices = self._apply_fixed(rgb, visible, backend, notes)
             if partial:
@@ -367,10 +377,8 @@ class QuantizeJob(ImageJob):
                                 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         if visible is None:
             return palette, None, indices
-        palette = np.concatenate([np.zeros((1, 3), np.uint8), palette])
+        palette, alpha = add_transparent_entry(palette)  # tRNS: entry 0 transparent
         indices = np.where(visible, indices.astype(np.uint16) + 1, 0).astype(np.uint8)
-        alpha = np.full(len(palette), 255, np.uint8)
-        alpha[0] = 0  # tRNS: entry 0 transparent, the rest opaque
         return palette, alpha, indices
 
     def _apply_fixed(self, rgb_host: np.ndarray, visible: np.ndarray | None, backend: Backend,
@@ -388,10 +396,7 @@ class QuantizeJob(ImageJob):
                 raise ImageError("the image has transparent pixels but the palette has no "
                                  "transparent entry and no room for one")
             notes.append("transparent entry appended to the palette")
-            alpha = np.full(len(palette) + 1, 255, np.uint8) if alpha is None \
-                else np.concatenate([alpha, [0]]).astype(np.uint8)
-            alpha[-1] = 0
-            palette = np.concatenate([palette, np.zeros((1, 3), np.uint8)])
+            palette, alpha = add_transparent_entry(palette, alpha, last=True)
             clear = [len(palette) - 1]
         entries = palette[opaque]
         if self._dithering:  # host-side, as for fitted palettes
@@ -428,7 +433,7 @@ class QuantizeJob(ImageJob):
             indices = backend.to_host(result.indices)
             quality = math.nan
             if settings.target is not None:  # judged as the metrics are: premultiplied colour
-                quality = pixel_quality(
+                quality = image_quality(
                     settings.target.metric, premultiplied_rgb(pixels),
                     premultiplied_rgb(np.dstack([colours[indices], alpha[indices]])), visible)
             return (colours, alpha), indices, quality
@@ -496,9 +501,9 @@ class QuantizeJob(ImageJob):
             if visible is not None:  # transparent pixels are not judged, by any metric
                 for name in ("psnr", "delta_e"):
                     if name in values:
-                        values[name] = pixel_quality(name, reference_rgb, result_rgb, visible)
+                        values[name] = image_quality(name, reference_rgb, result_rgb, visible)
                 if "rmse" in values:
-                    psnr_visible = pixel_quality("psnr", reference_rgb, result_rgb, visible)
+                    psnr_visible = image_quality("psnr", reference_rgb, result_rgb, visible)
                     values["rmse"] = 255.0 * 10 ** (-psnr_visible / 20)
             metrics.update({name: round(value, 4) for name, value in values.items()})
         judged_by = settings.target or settings.min_quality
@@ -506,7 +511,7 @@ class QuantizeJob(ImageJob):
             if result_rgb is None:
                 result_rgb = palette[indices]
             metrics["quality_metric"] = judged_by.metric
-            metrics["quality"] = _round(pixel_quality(judged_by.metric, reference_rgb,
+            metrics["quality"] = _round(image_quality(judged_by.metric, reference_rgb,
                                                       result_rgb, visible))
             if judged_by.metric in metrics:  # one number: what is reported is what is judged
                 metrics[judged_by.metric] = metrics["quality"]
@@ -525,7 +530,7 @@ class QuantizeJob(ImageJob):
                            visible: np.ndarray | None, metrics: dict[str, Any]) -> None:
         achieved = metrics.get("quality")
         if achieved is None or metrics.get("quality_metric") != minimum.metric:
-            achieved = _round(pixel_quality(minimum.metric, reference, result, visible))
+            achieved = _round(image_quality(minimum.metric, reference, result, visible))
         if not minimum.met_by(achieved):
             where = image.path if image.path is not None else "image"
             raise QualityError(

@@ -27,7 +27,7 @@ import numpy as np
 from gpupix.backends.base import Array, Backend
 from gpupix.ops._xp import bincount
 from gpupix.ops.color import ColorSpace, ciede2000, rgb_to_lab, rgb_to_space
-from gpupix.ops.metrics import palette_metrics
+from gpupix.ops.metrics import palette_metrics, psnr_from_mse
 from gpupix.ops.quantize import ColourHistogram, colour_histogram, fit_palette, quantize
 
 Metric = Literal["psnr", "delta_e"]
@@ -112,7 +112,7 @@ class HistogramScorer:
         error = xp.astype(self.histogram.colours, xp.float64) - assigned
         between = float(xp.sum(self.counts * xp.sum(error * error, axis=1)))
         mse = (self.within + between) / (3.0 * max(self.pixels, 1.0))
-        psnr = math.inf if mse <= 0 else 10.0 * math.log10(255.0**2 / mse)
+        psnr = psnr_from_mse(mse)
         delta_e = None
         if self.lab is not None:
             lab_assigned = rgb_to_lab(xp.astype(xp.take(palette, labels, axis=0), xp.float32))
@@ -252,7 +252,7 @@ def pixel_quality(metric: Metric, rgb: Array, palette: Array, indices: Array,
         w = xp.astype(xp.reshape(weights, (-1,)), xp.float64)
         value = float(xp.sum(per_pixel * w) / xp.sum(w))
     if metric == "psnr":
-        return math.inf if value <= 0 else 10.0 * math.log10(255.0**2 / value)
+        return psnr_from_mse(value)
     return value
 
 

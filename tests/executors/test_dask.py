@@ -25,6 +25,7 @@ from gpupix.io import TEMP_PREFIX
 from gpupix.jobs.quantize import QuantizeJob
 from gpupix.pipeline import run_job
 from tests.conftest import gradient_image
+from tests.helpers import rows_by_name as rows_of
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
 
@@ -38,14 +39,6 @@ def cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
         yield cluster
-
-
-def rows_of(out_dir: Path) -> dict[str, dict]:
-    lines = (out_dir / "metrics.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in lines]
-    by_input = {Path(r["input"]).name: r for r in rows}
-    assert len(by_input) == len(rows), "an input has more than one row"
-    return by_input
 
 
 def without_timing(rows: dict[str, dict], out_dir: Path) -> dict[str, dict]:
@@ -276,7 +269,7 @@ class PoisonJob(QuantizeJob):
 
 @pytest.mark.slow
 def test_an_image_that_kills_every_worker_fails_alone(tmp_path, monkeypatch):
-    images = small_images(tmp_path / "images", 64)  # 65 images: 22 tasks of 3
+    images = small_images(tmp_path / "images", 6)  # 7 images: 3 tasks of up to 3
     Image.fromarray(gradient_image(7, 7)).save(images / "poison.png")
     monkeypatch.setattr("gpupix.pipeline.make_job", PoisonJob)
     # the cluster gpupix starts: retries 0 is one death per task before it is given up
@@ -284,7 +277,7 @@ def test_an_image_that_kills_every_worker_fails_alone(tmp_path, monkeypatch):
                              n_workers=2)
     result = run_job(config)
     rows = rows_of(tmp_path / "out")
-    assert result.counts == {"ok": 64, "skipped": 0, "failed": 1}
+    assert result.counts == {"ok": 6, "skipped": 0, "failed": 1}
     assert rows["poison.png"]["status"] == "failed"
     assert "died" in rows["poison.png"]["error"] and "poison.png" in rows["poison.png"]["error"]
 

@@ -16,13 +16,9 @@ from gpupix.jobs.base import Processed
 from gpupix.jobs.quantize import QuantizeJob, size_accounting
 from gpupix.palette_io import load_palette, palette_json
 from tests.conftest import few_colour_image, gradient_image
+from tests.helpers import rows_by_name as rows
 
 runner = CliRunner()
-
-
-def rows(out_dir: Path) -> dict[str, dict]:
-    lines = (out_dir / "metrics.jsonl").read_text().splitlines()
-    return {Path(r["input"]).name: r for r in map(json.loads, lines)}
 
 
 def job_file(tmp_path: Path, images: dict[str, np.ndarray], *, out: str = "out",
