@@ -19,6 +19,7 @@ from gpupix import report
 from gpupix.cli import app
 from gpupix.config import load_config
 from gpupix.pipeline import run_job
+from gpupix.report import pictures, plots
 from tests.conftest import gradient_image
 
 runner = CliRunner()
@@ -81,7 +82,9 @@ def test_a_run_writes_a_report_with_a_card_per_image(finished):
     assert "<table class='sortable'>" in page and "data-type='num'>psnr</th>" in page
     assert "quantize:\n  k: 8" in page  # the config as YAML
     assert "cpu on cpu" in page and "images/s" in page
-    assert (finished / "report" / "plots" / "distributions.png").is_file()
+    # three images: no histogram of three values; the table has them
+    assert not (finished / "report" / "plots" / "distributions.png").exists()
+    assert "3 finished images: too few for a distribution" in page
     assert page.count("alt='original'") == 3 and page.count("alt='quantized'") == 3
     assert html.escape(failure["error"]) in card_of(page, 0)
     assert page.count("colour scatter<br>") == 3
@@ -104,11 +107,11 @@ def test_links_are_relative_and_resolve_and_nothing_is_fetched(finished):
 def test_thumbnails_are_small_never_full_size_copies(finished):
     page = (finished / "report.html").read_text()
     sizes = [(int(w), int(h)) for w, h in re.findall(r"data-w='(\d+)' data-h='(\d+)'", page)]
-    assert len(sizes) == 3 * 4 and all(max(size) <= report.THUMB_SIZE for size in sizes)
-    assert sizes[0] == (report.THUMB_SIZE, report.THUMB_SIZE)  # 200x200 -> 160x160
+    assert len(sizes) == 3 * 4 and all(max(size) <= pictures.THUMB_SIZE for size in sizes)
+    assert sizes[0] == (pictures.THUMB_SIZE, pictures.THUMB_SIZE)  # 200x200 -> 160x160
     for sprite in (finished / "report" / "thumbs").iterdir():  # one per card shown
         with Image.open(sprite) as image:
-            assert image.height <= report.THUMB_SIZE, sprite.name
+            assert image.height <= pictures.THUMB_SIZE, sprite.name
     original = panel_pixels(finished, page, 1, "original")
     with Image.open(json.loads((finished / "metrics.jsonl").read_text().splitlines()[1])[
             "input"]) as source:
@@ -235,18 +238,19 @@ def test_heat_map_levels_are_the_rgb_distance():
     b = a.copy()
     b[0, 0] = (3, 4, 0)      # distance 5
     b[1, 1] = (200, 0, 0)    # beyond the scale: saturates
-    heat = report._heat_map(b, a)
-    level = int(5 * 255 / report.ERROR_SCALE)
-    assert (heat[0, 0] == report._HEAT_LUT[level]).all()
-    assert (heat[0, 1] == report._HEAT_LUT[0]).all()
-    assert (heat[1, 1] == report._HEAT_LUT[255]).all()
+    heat, thumb = pictures.heat_map(b, a)
+    level = int(5 * 255 / pictures.ERROR_SCALE)
+    assert (heat[0, 0] == pictures.HEAT_LUT[level]).all()
+    assert (heat[0, 1] == pictures.HEAT_LUT[0]).all()
+    assert (heat[1, 1] == pictures.HEAT_LUT[255]).all()
+    assert (thumb == heat).all()  # small: the thumbnail is the view
 
 
 def test_scatter_dots_take_their_palette_colours():
     palette = np.array([[200, 30, 30], [30, 160, 40], [40, 60, 210]], np.uint8)
     labels = np.random.default_rng(0).integers(0, 3, (30, 30))
     source = np.clip(palette[labels].astype(int) + 8, 0, 255).astype(np.uint8)
-    canvas, limit = report._scatter(source, labels.astype(np.uint8), palette, None, seed=0)
+    canvas, limit = pictures.scatter(source, labels.astype(np.uint8), palette, None, seed=0)
     assert 16 <= limit <= 128 and canvas.shape == (160, 160, 3)
     colours = {tuple(c) for c in canvas.reshape(-1, 3)}
     background = {(250, 250, 250), (200, 200, 200), (30, 30, 30)}
@@ -282,7 +286,7 @@ def test_curves_beyond_the_limit_or_without_matplotlib_are_listed(tmp_path, monk
     sweep = {"k": [2, 4, 8], "inertia": [90.0, 40.0, 15.0], "psnr": [22.0, 27.5, 31.25]}
     rows = [{"input": str(tmp_path / "a.png"), "output": str(tmp_path / "a.png"),
              "status": "ok", "sweep": sweep} for _ in range(3)]
-    monkeypatch.setattr(report, "CURVE_LIMIT", 2)
+    monkeypatch.setattr(plots, "CURVE_LIMIT", 2)
     page = report.write_report(tmp_path, rows, {"job": "quantize"}).read_text()
     assert page.count("alt='curve'") == 2 and page.count("k sweep values") == 1
     assert "<td>31.25</td>" in page.split("id='img-2'")[1]
