@@ -42,7 +42,7 @@ function fromHash(){var id=location.hash.slice(1);var el=id&&document.getElement
   el.scrollIntoView();}}
 show(0);fromHash();window.addEventListener('hashchange',fromHash);
 // The larger view: the panel's crop of its card's view sprite, scaled to fit the window
-// (enlarged by a whole factor, pixels kept sharp, when the picture is small).
+// (enlarged by a whole factor up to 8, pixels kept sharp, when the picture is small).
 function closeView(){var box=document.getElementById('lightbox');if(box)box.remove();}
 function openView(link){
  closeView();
@@ -50,7 +50,7 @@ function openView(link){
   x=+link.getAttribute('data-vx'),sw=+link.getAttribute('data-sw'),
   sh=+link.getAttribute('data-sh');
  var fit=Math.min((window.innerWidth-40)/w,(window.innerHeight-90)/h);
- var scale=fit>=1?Math.max(1,Math.floor(fit)):fit;
+ var scale=fit>=1?Math.min(8,Math.floor(fit)):fit;
  var box=document.createElement('div');box.id='lightbox';
  var crop=document.createElement('span');crop.className='crop';
  crop.style.width=Math.round(w*scale)+'px';crop.style.height=Math.round(h*scale)+'px';
@@ -93,6 +93,7 @@ window.addEventListener('load',function(){
  var record={cards:cards.length,visible:visible,images:images.length,broken:broken.length,
   brokenSources:broken.slice(0,10),pages:pages,
   pageWidth:document.documentElement.scrollWidth,windowWidth:window.innerWidth,
+  tableWidth:table?table.parentNode.scrollWidth:0,tableBox:table?table.parentNode.clientWidth:0,
   view:view?{src:view.getAttribute('src'),width:view.width}:null};
  closeView();
  document.documentElement.setAttribute('data-selfcheck',JSON.stringify(record));
