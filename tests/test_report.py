@@ -415,7 +415,7 @@ def test_a_click_opens_a_larger_view_written_into_report(finished):
     row = json.loads((finished / "metrics.jsonl").read_text().splitlines()[1])
     with Image.open(row["input"]) as source:
         expected = np.asarray(source.convert("RGB")).astype(int)
-    assert shown.shape == expected.shape and np.abs(shown - expected).mean() < 3
+    assert shown.shape == expected.shape and np.abs(shown - expected).mean() < 4  # JPEG
     assert original[0].endswith("img0.png") and "data-full=" in card
 
 

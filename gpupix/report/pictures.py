@@ -179,7 +179,7 @@ def write_sprites(panels: list[Panel], thumbs: Path, views: Path, output_dir: Pa
 def _sprite(shown: list[Panel], which: int, target: Path, output_dir: Path,
             href: Callable[[Path], str]) -> str:
     """JPEG at 4:4:4 keeps the scatter's dots and the heat map's colours sharp (quality 90 for
-    thumbnails, 95 for views); PNG when a picture has transparency."""
+    thumbnails, 92 for views); PNG when a picture has transparency."""
     images = [panel.images[which] for panel in shown]
     alpha = any(image.mode in ("RGBA", "LA", "PA") for image in images)
     mode = "RGBA" if alpha else "RGB"
@@ -201,7 +201,7 @@ def _sprite(shown: list[Panel], which: int, target: Path, output_dir: Path,
     if alpha:
         save(target, output_dir, lambda out: sprite.save(out, format="PNG", compress_level=1))
     else:  # the views are for judging banding: fewer JPEG artefacts there
-        quality = 90 if which == 0 else 95
+        quality = 90 if which == 0 else 92
         save(target, output_dir,
              lambda out: sprite.save(out, format="JPEG", quality=quality, subsampling=0))
     return src
