@@ -361,11 +361,12 @@ def drawn(figure):
     return canvas.get_renderer()
 
 
-def test_histogram_counts_are_whole_images_and_x_labels_never_overlap():
+@pytest.mark.parametrize("count", [1, 2, 5])
+def test_histogram_counts_are_whole_images_and_x_labels_never_overlap(count):
     rng = np.random.default_rng(0)
     series = [("psnr", rng.normal(30, 4, 40)), ("bits_indices", rng.uniform(1e5, 9e5, 40)),
               ("seconds", rng.uniform(0.001, 0.002, 40)), ("k", rng.integers(2, 9, 40)),
-              ("delta_e", np.array([1.5, 2.0, 7.25]))]  # a metric only three images have
+              ("delta_e", np.array([1.5, 2.0, 7.25]))][-count:]  # delta_e: three images have it
     figure = distribution_figure = plots.distribution_figure(series)
     renderer = drawn(figure)
     axes = distribution_figure.axes
@@ -382,6 +383,9 @@ def test_histogram_counts_are_whole_images_and_x_labels_never_overlap():
         ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
         assert ticks and all(float(t).is_integer() for t in ticks), (key, ticks)
     boxes = [ax.get_tightbbox(renderer) for ax in axes]  # panels do not overlap each other
+    for box in boxes:  # nor leave the figure
+        assert 0 <= box.x0 and box.x1 <= figure.bbox.x1 and 0 <= box.y0 <= box.y1 <= \
+            figure.bbox.y1, box
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
             assert not a.overlaps(b)

@@ -22,6 +22,8 @@ MIN_HISTOGRAM = 5    # fewer values than this: dots, not bars
 HISTOGRAM_LIMIT = 12
 CURVE_LIMIT = 50     # per-image curves drawn; later cards list their values
 BLUE, ORANGE = "#4c72b0", "#dd8452"
+PANEL = (3.4, 2.4)  # inches a metric's panel takes, margins included
+MARGINS = (0.55, 0.2, 0.45, 0.3, 0.65, 0.75)  # left, right, bottom, top, between x, between y
 
 
 def figure_class() -> Any | None:
@@ -47,15 +49,22 @@ def distribution_series(rows: list[Row], columns: list[str]) -> list[tuple[str, 
 def distribution_figure(series: list[tuple[str, np.ndarray]]) -> Any:
     """One figure, a panel per metric: a histogram, or a strip of dots for a few values.
 
-    Counts are whole images (integer ticks); x ticks are few and never overlap (constrained
-    layout, at most four ticks, compact labels).
+    Counts are whole images (integer ticks); x ticks are few and never overlap (at most four
+    ticks, compact labels, margins sized for them).
     """
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     columns = min(3, len(series))
     lines = math.ceil(len(series) / columns)
-    figure = Figure(figsize=(3.4 * columns, 2.4 * lines), dpi=80, layout="constrained")
+    width, height = PANEL[0] * columns, PANEL[1] * lines
+    figure = Figure(figsize=(width, height), dpi=80)
+    # margins fixed in inches: constrained layout measures every label and would double the
+    # figure's cost; short tick labels (four ticks, scientific notation) fit these
+    left, right, bottom, top, gap_x, gap_y = MARGINS
+    figure.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
+                           top=1 - top / height, wspace=gap_x / (PANEL[0] - gap_x),
+                           hspace=gap_y / (PANEL[1] - gap_y))
     for position, (key, values) in enumerate(series, start=1):
         axes = figure.add_subplot(lines, columns, position)
         axes.set_title(f"{key}  (mean {values.mean():.4g}, {len(values)} images)", fontsize=9)
