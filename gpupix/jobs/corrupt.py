@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from gpupix.backends.base import Backend
-from gpupix.config import Section
+from gpupix.settings import Section
 from gpupix.io import MASK_SUFFIX, OUTPUT_SUFFIXES, DecodedImage, InputItem, encode_image
 from gpupix.jobs.base import Encoded, ImageJob, Processed
 from gpupix.jobs.hints import ReportHints

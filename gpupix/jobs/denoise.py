@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from gpupix.backends.base import Array, Backend
-from gpupix.config import NoiseConfig, Section, odd, shown
+from gpupix.settings import NoiseConfig, Section, odd, shown
 from gpupix.errors import ConfigError, ImageError
 from gpupix.io import (
     OUTPUT_SUFFIXES,

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from gpupix.backends.base import Array, Backend
-from gpupix.config import Section, shown
+from gpupix.settings import Section, shown
 from gpupix.errors import ConfigError, ImageError
 from gpupix.io import (
     IMAGE_SUFFIXES,

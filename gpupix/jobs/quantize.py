@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from gpupix.backends.base import Backend
-from gpupix.config import QualityTarget, Section, shown
+from gpupix.settings import QualityTarget, Section, shown
 from gpupix.errors import ImageError, QualityError
 from gpupix.io import (
     OUTPUT_SUFFIXES,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from gpupix.config import Section
+from gpupix.settings import Section
 from gpupix.io import OUTPUT_SUFFIXES, encode_image
 from gpupix.jobs import Encoded, ImageJob, Processed, ReportHints, register
 
