@@ -14,12 +14,12 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from gpupix.backends.base import Backend
-from gpupix.settings import Section
 from gpupix.io import MASK_SUFFIX, OUTPUT_SUFFIXES, DecodedImage, InputItem, encode_image
 from gpupix.jobs.base import Encoded, ImageJob, Processed
 from gpupix.jobs.hints import ReportHints
 from gpupix.ops.corrupt import corrupt
 from gpupix.ops.noise import NoiseModel
+from gpupix.settings import Section
 
 
 class HolesConfig(Section):

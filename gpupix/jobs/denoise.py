@@ -24,7 +24,6 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from gpupix.backends.base import Array, Backend
-from gpupix.settings import NoiseConfig, Section, odd, shown
 from gpupix.errors import ConfigError, ImageError
 from gpupix.io import (
     OUTPUT_SUFFIXES,
@@ -53,6 +52,7 @@ from gpupix.ops.denoise import (
 )
 from gpupix.ops.metrics import compute_metrics, psnr, rmse
 from gpupix.ops.noise import NoiseModel
+from gpupix.settings import NoiseConfig, Section, odd, shown
 
 
 class FitDenoiserConfig(Section):

@@ -14,7 +14,6 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from gpupix.backends.base import Array, Backend
-from gpupix.settings import Section, shown
 from gpupix.errors import ConfigError, ImageError
 from gpupix.io import (
     IMAGE_SUFFIXES,
@@ -34,6 +33,7 @@ from gpupix.jobs.quantize import metric_grid
 from gpupix.ops.corrupt import KEY_COLOUR
 from gpupix.ops.inpaint import choose_k, inpaint
 from gpupix.ops.metrics import compute_metrics, psnr
+from gpupix.settings import Section, shown
 
 
 class InpaintConfig(Section):

@@ -20,7 +20,6 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from gpupix.backends.base import Backend
-from gpupix.settings import QualityTarget, Section, shown
 from gpupix.errors import ImageError, QualityError
 from gpupix.io import (
     OUTPUT_SUFFIXES,
@@ -48,6 +47,7 @@ from gpupix.ops.palette_search import (
 )
 from gpupix.ops.quantize import assign, colour_histogram, fit_palette, quantize
 from gpupix.palette_io import load_palette, palette_json, palette_png
+from gpupix.settings import QualityTarget, Section, shown
 
 # CIEDE2000 and SSIM are costly per pixel; above this many pixels they are measured on a
 # regular grid of pixels (every n-th row and column), which keeps them unbiased and cheap.

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from gpupix.settings import Section
 from gpupix.io import OUTPUT_SUFFIXES, encode_image
 from gpupix.jobs import Encoded, ImageJob, Processed, ReportHints, register
+from gpupix.settings import Section
 
 
 class InvertConfig(Section):
