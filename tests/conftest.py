@@ -92,9 +92,10 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.signals)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dask_cluster():
-    """One local Dask cluster (two one-thread worker processes) for the whole session."""
+    """A local Dask cluster (two one-thread worker processes) for one test module; closed
+    after it, so no later test sees its connections."""
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:

@@ -98,7 +98,7 @@ def write_report(output_dir: str | Path, rows: list[Row], summary: dict[str, Any
     used = {src for _, written in built for src in written}
     columns, constants = split_constants(rows, numeric_columns(rows, job.hints))
     plot_note = distributions = None
-    if plots.figure_class() is None:
+    if not plots.available():
         plot_note = "Plots are not drawn: matplotlib is not installed."
     else:
         distributions = plots.distribution_plot(rows, columns,

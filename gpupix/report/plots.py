@@ -26,13 +26,12 @@ PANEL = (3.4, 2.4)  # inches a metric's panel takes, margins included
 MARGINS = (0.55, 0.2, 0.45, 0.3, 0.65, 0.75)  # left, right, bottom, top, between x, between y
 
 
-def figure_class() -> Any | None:
-    """matplotlib's Figure class, or None when matplotlib is not installed."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
-    return Figure
+def available() -> bool:
+    """Whether matplotlib is installed, without importing it (a second of start-up, paid
+    only when a figure is drawn)."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def distribution_series(rows: list[Row], columns: list[str]) -> list[tuple[str, np.ndarray]]:
@@ -105,6 +104,8 @@ def distribution_plot(rows: list[Row], columns: list[str], target: Path,
 
 def draw_curves(cards: list[Card], output_dir: Path) -> list[str]:
     """Curves for the first CURVE_LIMIT cards that have one (the rest list values)."""
+    if all(curve_data(card.row) == (None, None) for card in cards):
+        return []  # no curve: matplotlib is not even imported
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
