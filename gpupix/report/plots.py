@@ -30,7 +30,10 @@ def available() -> bool:
     """Whether matplotlib is installed, without importing it (a second of start-up, paid
     only when a figure is drawn)."""
     import importlib.util
+    import sys
 
+    if "matplotlib.figure" in sys.modules:  # imported already, or blocked (None)
+        return sys.modules["matplotlib.figure"] is not None
     return importlib.util.find_spec("matplotlib") is not None
 
 
