@@ -40,7 +40,9 @@ def in_copy(path: str, base: Path, tmp_path: Path) -> str:
     return str(tmp_path / "examples" / relative)
 
 
-@pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("config", [  # the main job in test-fast, every config in make test
+    pytest.param(path, marks=() if path.name == "quantize.yaml" else pytest.mark.slow)
+    for path in sorted((ROOT / "configs").glob("*.yaml"))], ids=lambda p: p.name)
 def test_every_shipped_config_runs(tmp_path, config):
     data = yaml.safe_load(config.read_text())
     # run on a copy of the examples so outputs land in tmp_path

@@ -84,6 +84,7 @@ def run_cli(job: Path, *options: str) -> None:
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow  # the conformance suite runs every job kind on Dask in test-fast
 def test_shipped_config_on_dask_matches_the_local_executor(tmp_path, cluster):
     run_cli(shipped_quantize_job(tmp_path, "local"))
     run_cli(shipped_quantize_job(tmp_path, "dask"), "--set", "executor.kind=dask",
@@ -134,6 +135,7 @@ def running(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
 
 
+@pytest.mark.slow  # the conformance suite runs every job kind on Dask in test-fast
 def test_a_killed_worker_loses_only_its_task(tmp_path, cluster, monkeypatch):
     images = small_images(tmp_path / "images", 16)
     expected = run_job(quantize_config(tmp_path, images, "local"))

@@ -143,6 +143,7 @@ def test_accumulated_histogram_equals_the_whole_one():
     assert accumulator.square_sum == pytest.approx(total_square(image))
 
 
+@pytest.mark.slow  # on array_api_strict: 15 s
 def test_search_runs_on_any_array_namespace(any_backend):
     # the strict namespace refuses NumPy shortcuts, as CuPy does
     image, _ = few_colour_image(5, 24, 24, seed=3)
