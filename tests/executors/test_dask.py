@@ -155,6 +155,7 @@ def test_a_killed_worker_loses_only_its_task(tmp_path, cluster, monkeypatch):
     assert not list(out.glob(f"{TEMP_PREFIX}*")), "the dead worker's temporary is left"
 
 
+@pytest.mark.slow  # make test; test-fast keeps the conformance suite's Dask runs
 def test_resume_skips_what_is_written(tmp_path, cluster):
     images = small_images(tmp_path / "images", 6)
     config = quantize_config(tmp_path, images, "out", kind="dask", chunk=1,
@@ -236,6 +237,7 @@ class SharedStateJob(QuantizeJob):
         return processed
 
 
+@pytest.mark.slow  # make test; test-fast keeps the conformance suite's Dask runs
 def test_shared_state_is_made_once_and_loaded_once_per_worker(tmp_path, cluster, monkeypatch):
     images = small_images(tmp_path / "images", 8)
     config = quantize_config(tmp_path, images, "out", kind="dask", chunk=1,

@@ -74,6 +74,7 @@ def run_counting(tmp_path, monkeypatch, budget: int | None) -> LiveBytes:
     return counter
 
 
+@pytest.mark.slow  # sleeps to fill the window
 def test_read_ahead_holds_decoded_bytes_within_the_budget(tmp_path, monkeypatch):
     image_bytes = SIDE * SIDE * 3
     budget = 20 << 20  # admits two images (each counted as RGBA from its header)
