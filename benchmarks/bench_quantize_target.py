@@ -91,7 +91,7 @@ def bench_one_target(name: str, backend: CpuBackend, repeat: int) -> dict:
         "image": name, "pixels": rgb.shape[0] * rgb.shape[1], "k": k,
         "psnr_at_k": round(psnr_at_k, 4), "psnr_at_k_minus_1": round(psnr_below, 4),
         "minimal": psnr_at_k >= TARGET > psnr_below,
-        "job_colours_out": processed.metrics["colours_out"],
+        "job_colours_out": processed.metrics["colors_out"],
         "fits": {"rough": len(search.tried) - search.full_fits, "full": search.full_fits},
         "job_auto_s": round(t_auto_job, 4), "job_fixed_s": round(t_fixed_job, 4),
         "job_ratio": round(t_auto_job / t_fixed_job, 3),

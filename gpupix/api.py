@@ -7,7 +7,7 @@ job class on one in-memory image. Nothing here is a second implementation.
 >>> import numpy as np, gpupix
 >>> rgb = np.zeros((8, 8, 3), np.uint8); rgb[:, 4:] = 200
 >>> q = gpupix.quantize(rgb, k=4, metrics=["psnr"])
->>> q.palette.shape[1], q.indices.shape, int(q.metrics["colours_out"])
+>>> q.palette.shape[1], q.indices.shape, int(q.metrics["colors_out"])
 (3, (8, 8), 2)
 """
 
@@ -272,7 +272,7 @@ def sweep(image: Any, *, ks: Iterable[int] = range(2, 65), backend: str = "auto"
     Returns ``{"k": [...], "inertia": [...], "psnr": [...], "delta_e": [...]}``.
     """
     from gpupix.ops.palette_search import sweep_k, total_square
-    from gpupix.ops.quantize import colour_histogram
+    from gpupix.ops.quantize import color_histogram
 
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 2 or ks[-1] > 256:
@@ -285,7 +285,7 @@ def sweep(image: Any, *, ks: Iterable[int] = range(2, 65), backend: str = "auto"
     weights = None
     if pixels.shape[2] == 4:  # transparent pixels do not count
         weights = chosen.to_device((pixels[..., 3] > 0).reshape(-1))
-    histogram = colour_histogram(rgb, bits=6, weights=weights)
+    histogram = color_histogram(rgb, bits=6, weights=weights)
     return sweep_k(histogram, backend=chosen, square_sum=total_square(rgb, weights),
                    ks=ks, color_space=settings.quantize.color_space, seed=seed,
                    max_iter=settings.quantize.max_iter, with_delta_e=True)

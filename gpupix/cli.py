@@ -336,7 +336,7 @@ def _job_lines(summary: dict, rows: list[dict]) -> list[tuple[str, str]]:
     means = {key: _mean(summary, key) for key in ("psnr", "delta_e", "ssim", "rmse",
                                                   "psnr_noisy", "sigma", "psnr_missing",
                                                   "missing_fraction", "k", "k_chosen",
-                                                  "colours_out")}
+                                                  "colors_out")}
     job = summary["job"]
     if job == "denoise" and means["psnr_noisy"] is not None and means["psnr"] is not None:
         lines.append(("mean psnr", f"{means['psnr_noisy']:.2f} dB noisy -> "
@@ -350,7 +350,7 @@ def _job_lines(summary: dict, rows: list[dict]) -> list[tuple[str, str]]:
         lines.append(("mean missing", f"{means['missing_fraction']:.1%} of the pixels"))
     for key, label in (("psnr", "mean psnr"), ("delta_e", "mean delta_e"),
                        ("ssim", "mean ssim"), ("rmse", "mean rmse"),
-                       ("colours_out", "mean colours"), ("k", "mean k")):
+                       ("colors_out", "mean colours"), ("k", "mean k")):
         if means[key] is not None:
             lines.append((label, f"{means[key]:.4g}"))
     targeted = [row for row in rows if "target_met" in row and row.get("status") == "ok"]

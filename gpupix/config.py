@@ -70,7 +70,7 @@ class JobConfig(Section):
     def _format_fits_the_job(self) -> JobConfig:
         from gpupix.jobs import JOBS
 
-        if self.output.format == "jpeg" and JOBS[self.job].exact_colours:
+        if self.output.format == "jpeg" and JOBS[self.job].exact_colors:
             raise ValueError(f"output.format: jpeg would blur the exact colours a {self.job} "
                              "job writes; use png or webp (lossless)")
         return self

@@ -66,9 +66,9 @@ def test_quantize_outputs_palette_pngs_with_metrics(tmp_path):
     result = runner.invoke(app, ["run", str(make_job(tmp_path)), "--quiet"])
     assert result.exit_code == 0, result.output
     for row in rows(tmp_path / "out"):
-        assert row["status"] == "ok" and row["colours_out"] <= 8
+        assert row["status"] == "ok" and row["colors_out"] <= 8
         assert row["psnr"] > 15 and 0 < row["ssim"] <= 1 and row["delta_e"] > 0
-        assert row["unique_colours_in"] > 8 and row["bytes_out"] > 0
+        assert row["unique_colors_in"] > 8 and row["bytes_out"] > 0
         output = Image.open(row["output"])
         assert output.mode == "P" and output.size == (32, row["height"])
 
@@ -126,7 +126,7 @@ def test_transparency_is_kept(tmp_path):
     assert runner.invoke(app, ["run", str(job), "--quiet"]).exit_code == 0
     out = np.asarray(Image.open(tmp_path / "out" / "alpha.png").convert("RGBA"))
     assert (out[:5, :, 3] == 0).all() and (out[5:, :, 3] == 255).all()
-    assert rows(tmp_path / "out")[0]["colours_out"] <= 8
+    assert rows(tmp_path / "out")[0]["colors_out"] <= 8
 
 
 @pytest.mark.parametrize("args, message", [

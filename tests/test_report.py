@@ -473,7 +473,7 @@ def test_a_job_is_guessed_from_its_marks(monkeypatch):
     from gpupix.jobs import JOBS, ReportHints
     from gpupix.report import cards
 
-    assert cards.guess_job([{"input": "a", "colours_out": 8}]) == "quantize"
+    assert cards.guess_job([{"input": "a", "colors_out": 8}]) == "quantize"
     assert cards.guess_job([{"input": "a", "missing_pixels": 3}]) == "inpaint"
     assert cards.guess_job([{"input": "a", "psnr": 3.0}]) == "job"
 
@@ -490,7 +490,7 @@ def test_a_new_job_kind_gets_its_cards_from_its_hints(tmp_path, monkeypatch):
 
     class Blur:
         report_hints = ReportHints(input_label="sharp", output_label="blurred",
-                                   diff_against_input=True, key_colour_panel=True,
+                                   diff_against_input=True, key_color_panel=True,
                                    columns=("radius",))
 
     monkeypatch.setitem(JOBS, "blur", Blur)

@@ -67,7 +67,7 @@ class Job(ABC):
     report_hints: ClassVar[ReportHints] = GENERIC
     # Outputs whose exact colours are the point (palette images, masks): a lossy output
     # format is refused in the config.
-    exact_colours: ClassVar[bool] = False
+    exact_colors: ClassVar[bool] = False
 
     def __init__(self, config: JobConfig) -> None:
         self.config = config

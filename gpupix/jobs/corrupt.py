@@ -56,7 +56,7 @@ def image_seed(seed: int, path: Path | None) -> list[int]:
 class CorruptJob(ImageJob):
     name = "corrupt"
     settings_model = CorruptConfig
-    exact_colours = True  # the key colour marks the missing pixels; a blur would lose them
+    exact_colors = True  # the key colour marks the missing pixels; a blur would lose them
 
     report_hints = ReportHints(input_label="clean", output_label="damaged",
                                input_is_damage_source=True, columns=("psnr", "dropped"))

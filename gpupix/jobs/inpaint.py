@@ -122,7 +122,7 @@ class InpaintJob(ImageJob):
     settings_model = InpaintConfig
 
     report_hints = ReportHints(input_label="damaged", output_label="repaired",
-                               key_colour_panel=True,
+                               key_color_panel=True,
                                columns=("psnr_missing", "psnr", "ssim", "k", "missing_pixels"),
                                marks=("missing_pixels",))
 

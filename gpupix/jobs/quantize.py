@@ -45,7 +45,7 @@ from gpupix.ops.palette_search import (
     sweep_k,
     total_square,
 )
-from gpupix.ops.quantize import assign, colour_histogram, fit_palette, quantize
+from gpupix.ops.quantize import assign, color_histogram, fit_palette, quantize
 from gpupix.palette_io import load_palette, palette_json, palette_png
 from gpupix.settings import QualityTarget, Section, shown
 
@@ -133,7 +133,7 @@ class QuantizeConfig(Section):
 
 
 
-def count_unique_colours(rgb: np.ndarray, visible: np.ndarray | None = None) -> int:
+def count_unique_colors(rgb: np.ndarray, visible: np.ndarray | None = None) -> int:
     """Number of distinct RGB colours, through a 2**24 presence table (no sort)."""
     codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
     if visible is not None:
@@ -206,13 +206,13 @@ def image_quality(metric: str, reference: np.ndarray, result: np.ndarray,
 class QuantizeJob(ImageJob):
     name = "quantize"
     settings_model = QuantizeConfig
-    exact_colours = True  # a palette image: a lossy format would add colours
+    exact_colors = True  # a palette image: a lossy format would add colours
 
     report_hints = ReportHints(input_label="original", output_label="quantized",
                                diff_against_input=True,
-                               columns=("psnr", "delta_e", "ssim", "k", "colours_out",
+                               columns=("psnr", "delta_e", "ssim", "k", "colors_out",
                                         "bytes_ratio"),
-                               marks=("colours_out",))
+                               marks=("colors_out",))
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -252,7 +252,7 @@ class QuantizeJob(ImageJob):
                     transparent_seen |= not visible.all()
                 rgb = backend.to_device(np.ascontiguousarray(image.rgb))
                 weights = None if visible is None else backend.to_device(visible.reshape(-1))
-                histogram = colour_histogram(rgb, bits=accumulator.bits, weights=weights)
+                histogram = color_histogram(rgb, bits=accumulator.bits, weights=weights)
                 accumulator.add(histogram, backend, total_square(rgb, weights))
                 del image, rgb, histogram
         if accumulator.images == 0:
@@ -352,7 +352,7 @@ class QuantizeJob(ImageJob):
             result = quantize(rgb, k=settings.k - reserve, **options)
             palette_dev, indices_dev = result.palette, result.indices
         if settings.sweep:
-            histogram = colour_histogram(rgb, bits=ROUGH_BITS, weights=weights)
+            histogram = color_histogram(rgb, bits=ROUGH_BITS, weights=weights)
             extra["sweep"] = sweep_k(histogram, backend=backend,
                                      square_sum=total_square(rgb, weights),
                                      max_k=settings.max_k - reserve,
@@ -405,7 +405,7 @@ class QuantizeJob(ImageJob):
         else:
             rgb = backend.to_device(rgb_host)
             weights = None if visible is None else backend.to_device(visible.reshape(-1))
-            histogram = colour_histogram(rgb, weights=weights)
+            histogram = color_histogram(rgb, weights=weights)
             labels = assign(histogram, backend.to_device(entries), backend=backend,
                             color_space=self.settings.color_space)
             local = backend.to_host(labels).reshape(rgb_host.shape[:2])
@@ -467,8 +467,8 @@ class QuantizeJob(ImageJob):
         settings = self.settings
         height, width = rgb.shape[:2]
         metrics: dict[str, Any] = {
-            "unique_colours_in": count_unique_colours(rgb, visible),
-            "colours_out": int(len(palette)),
+            "unique_colors_in": count_unique_colors(rgb, visible),
+            "colors_out": int(len(palette)),
         }
         metrics.update(size_accounting(height, width, len(palette), alpha_in=image.has_alpha,
                                        alpha_out=alpha is not None))
@@ -535,9 +535,9 @@ class QuantizeJob(ImageJob):
             where = image.path if image.path is not None else "image"
             raise QualityError(
                 f"{where}: {minimum.metric} {achieved:.4g} misses min_quality {minimum} "
-                f"with {metrics['colours_out']} colours; not written",
+                f"with {metrics['colors_out']} colours; not written",
                 fields={"quality_failed": True, "quality_metric": minimum.metric,
-                        "quality": achieved, "colours_out": metrics["colours_out"]})
+                        "quality": achieved, "colors_out": metrics["colors_out"]})
 
     def encode(self, processed: Processed) -> Encoded:
         p = processed.payload

@@ -1,6 +1,6 @@
 """The fewest colours that reach a quality target, and quality over k, from one histogram.
 
-Everything here works on the occupied colour bins of :func:`gpupix.ops.quantize.colour_histogram`
+Everything here works on the occupied colour bins of :func:`gpupix.ops.quantize.color_histogram`
 (a few thousand weighted points), never on the pixels, so trying a palette size costs one
 warm-started K-means on the bins and one nearest-entry search, whatever the image size.
 
@@ -28,7 +28,7 @@ from gpupix.backends.base import Array, Backend
 from gpupix.ops._xp import bincount
 from gpupix.ops.color import ColorSpace, ciede2000, rgb_to_lab, rgb_to_space
 from gpupix.ops.metrics import palette_metrics, psnr_from_mse
-from gpupix.ops.quantize import ColourHistogram, colour_histogram, fit_palette, quantize
+from gpupix.ops.quantize import ColourHistogram, color_histogram, fit_palette, quantize
 
 Metric = Literal["psnr", "delta_e"]
 
@@ -294,7 +294,7 @@ def smallest_k(
     first_k : int, default=16
         The first size tried.
     """
-    histogram = colour_histogram(rgb, bits=ROUGH_BITS, weights=weights)
+    histogram = color_histogram(rgb, bits=ROUGH_BITS, weights=weights)
     square_sum = total_square(rgb, weights)
 
     def run_full(k: int) -> _Full:

@@ -137,7 +137,7 @@ def build_card(index: int, row: Row, *, job: JobView, output_dir: Path) -> Card:
     input_label = "clean original" if input_is_clean else hints.input_label
     against_name = input_label
     shown_source = source
-    if source is not None and mask is not None and hints.key_colour_panel:
+    if source is not None and mask is not None and hints.key_color_panel:
         if mask.shape == source.shape[:2]:  # missing pixels in the key colour, whatever the mask
             shown_source = source.copy()
             shown_source[mask, :3] = job.key_color
