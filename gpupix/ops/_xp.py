@@ -85,3 +85,9 @@ def box_sum(x: Any, window: int) -> Any:
     for shift in range(1, window):
         summed = summed + total[:, shift:shift + cols, ...]
     return summed
+
+
+def tiles(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """(y0, y1, x0, x1) rectangles covering the image, ``tile`` pixels a side at most."""
+    return [(y, min(y + tile, height), x, min(x + tile, width))
+            for y in range(0, height, tile) for x in range(0, width, tile)]

@@ -32,7 +32,7 @@ from array_api_compat import device
 
 from gpupix.backends.base import Array, Backend
 from gpupix.npz import NpzError, open_npz, read_headers, read_member
-from gpupix.ops._xp import array_namespace, box_sum, clip
+from gpupix.ops._xp import array_namespace, box_sum, clip, tiles
 
 WEIGHTS = ("uniform", "distance", "gaussian")
 MODEL_FORMAT = "gpupix-knn-denoiser"
@@ -664,8 +664,6 @@ def _by_tiles(values: Array, tile: int, estimate: Any) -> Array:
     xp = array_namespace(values)
     height, width, channels = values.shape
     out = xp.empty((channels, height, width), dtype=xp.float32, device=device(values))
-    for top in range(0, height, tile):
-        for left in range(0, width, tile):
-            rows, cols = min(tile, height - top), min(tile, width - left)
-            out[:, top:top + rows, left:left + cols] = estimate(top, left, rows, cols)
+    for top, bottom, left, right in tiles(height, width, tile):
+        out[:, top:bottom, left:right] = estimate(top, left, bottom - top, right - left)
     return xp.permute_dims(out, (1, 2, 0))

@@ -20,6 +20,7 @@ from PIL import Image
 
 from gpupix.errors import ImageError
 from gpupix.io import decode, open_image, write_atomic
+from gpupix.palette_io import indexed_parts
 
 THUMB_SIZE = 160   # a thumbnail's longer side at most, in pixels
 VIEW_SIZE = 640    # the larger view a click opens: enough to judge banding and edges
@@ -94,25 +95,13 @@ def read_output(path: Path, problems: list[str]
     """The output's pixels, and for a palette PNG its indices, palette and per-entry alpha."""
     try:
         with open_image(path) as (image, _):
-            palette_png = image.mode == "P"
-            if palette_png:
-                image.load()
-                indices = np.asarray(image)
-                raw = image.getpalette() or []
-                transparency = image.info.get("transparency")
-        if not palette_png:  # any other picture: the engine's own decoder (modes, EXIF)
+            parts = indexed_parts(image) if image.mode == "P" else None
+        if parts is None:  # any other picture: the engine's own decoder (modes, EXIF)
             return decode(path).pixels, None, None, None
     except (OSError, ValueError, ImageError) as exc:
         problems.append(f"{path}: cannot read the output ({exc})")
         return None, None, None, None
-    entries = max(int(indices.max(initial=0)) + 1, len(raw) // 3)
-    palette = np.zeros((entries, 3), np.uint8)
-    palette.ravel()[: len(raw)] = raw[: entries * 3]
-    alpha = np.full(entries, 255, np.uint8)
-    if isinstance(transparency, bytes):
-        alpha[: len(transparency)] = np.frombuffer(transparency, np.uint8)[:entries]
-    elif isinstance(transparency, int) and transparency < entries:
-        alpha[transparency] = 0
+    indices, palette, alpha = parts
     pixels = palette[indices]
     if (alpha < 255).any():
         pixels = np.dstack([pixels, alpha[indices]])
