@@ -82,8 +82,8 @@ def bench_one_target(name: str, backend: CpuBackend, repeat: int) -> dict:
     auto_job = job({"k": "auto", "target": {"psnr": TARGET}})
     fixed_job = job({"k": k})
     (t_auto_job, t_fixed_job), (processed, _) = best_of(
-        repeat, lambda: auto_job.process(image, backend),
-        lambda: fixed_job.process(image, backend))
+        repeat, lambda: auto_job.process(None, image, backend),
+        lambda: fixed_job.process(None, image, backend))
     (t_search, t_fixed), _ = best_of(
         repeat, lambda: smallest_k(rgb, metric="psnr", goal=TARGET, backend=backend),
         lambda: quantize(rgb, k=k, backend=backend))
@@ -91,7 +91,7 @@ def bench_one_target(name: str, backend: CpuBackend, repeat: int) -> dict:
         "image": name, "pixels": rgb.shape[0] * rgb.shape[1], "k": k,
         "psnr_at_k": round(psnr_at_k, 4), "psnr_at_k_minus_1": round(psnr_below, 4),
         "minimal": psnr_at_k >= TARGET > psnr_below,
-        "job_colours_out": processed.metrics["colours_out"],
+        "job_colours_out": processed.metrics["colors_out"],
         "fits": {"rough": len(search.tried) - search.full_fits, "full": search.full_fits},
         "job_auto_s": round(t_auto_job, 4), "job_fixed_s": round(t_fixed_job, 4),
         "job_ratio": round(t_auto_job / t_fixed_job, 3),
@@ -128,7 +128,7 @@ def bench_shared(backend: CpuBackend) -> list[dict]:
             Path(shared.config.output.dir).mkdir()
             tracemalloc.start()
             start = time.perf_counter()
-            shared.prepare(everything[:count], backend)
+            shared.use_state(shared.prepare(everything[:count], backend))
             seconds = time.perf_counter() - start
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
@@ -145,7 +145,8 @@ def bench_dither(backend: CpuBackend, repeat: int) -> dict:
     plain = job({"k": 16}, metrics=["psnr"])
     dithered = job({"k": 16, "dither": "floyd_steinberg"}, metrics=["psnr"])
     (t_plain, t_dither), (p_plain, p_dither) = best_of(
-        repeat, lambda: plain.process(image, backend), lambda: dithered.process(image, backend))
+        repeat, lambda: plain.process(None, image, backend),
+        lambda: dithered.process(None, image, backend))
     row = {"pixels": rgb.shape[0] * rgb.shape[1], "k": 16, "plain_s": round(t_plain, 3),
            "dithered_s": round(t_dither, 3), "ratio": round(t_dither / t_plain, 3),
            "psnr_plain": p_plain.metrics["psnr"], "psnr_dithered": p_dither.metrics["psnr"]}

@@ -7,7 +7,7 @@ job class on one in-memory image. Nothing here is a second implementation.
 >>> import numpy as np, gpupix
 >>> rgb = np.zeros((8, 8, 3), np.uint8); rgb[:, 4:] = 200
 >>> q = gpupix.quantize(rgb, k=4, metrics=["psnr"])
->>> q.palette.shape[1], q.indices.shape, int(q.metrics["colours_out"])
+>>> q.palette.shape[1], q.indices.shape, int(q.metrics["colors_out"])
 (3, (8, 8), 2)
 """
 
@@ -121,8 +121,8 @@ def quantize(image: Any, *, backend: str = "auto", seed: int = 0,
     chosen = _backend(config)
     job = QuantizeJob(config)
     if config.quantize.fixed_palette is not None:
-        job.prepare([], chosen)  # reads the palette file
-    processed = job.process(_decoded(pixels), chosen)
+        job.use_state(job.prepare([], chosen))  # reads the palette file
+    processed = job.process(None, _decoded(pixels), chosen)
     payload = processed.payload
     palette = payload["palette"]
     if payload["alpha"] is not None:
@@ -175,7 +175,7 @@ def inpaint(image: Any, mask: Any = None, *, backend: str = "auto", seed: int = 
             options = {**options, "mask": "alpha" if has_clear else "key_color"}
     config = _config("inpaint", options, backend=backend, seed=seed, metrics=metrics)
     chosen = _backend(config)
-    processed = InpaintJob(config).process(_decoded(pixels_for_job), chosen)
+    processed = InpaintJob(config).process(None, _decoded(pixels_for_job), chosen)
     result = processed.payload["image"]
     row = dict(processed.metrics)
     if mask is not None:
@@ -212,7 +212,7 @@ def denoise(image: Any, *, model: KnnDenoiser | str | Path | None = None,
     config = _config("denoise", options, backend=backend, seed=seed, metrics=metrics)
     chosen = _backend(config)
     job = DenoiseJob(config, model=preloaded)
-    processed = job.process(_decoded(pixels), chosen)
+    processed = job.process(None, _decoded(pixels), chosen)
     payload = processed.payload
     result = payload["denoised"]
     if result.shape[2] == 1:
@@ -272,7 +272,7 @@ def sweep(image: Any, *, ks: Iterable[int] = range(2, 65), backend: str = "auto"
     Returns ``{"k": [...], "inertia": [...], "psnr": [...], "delta_e": [...]}``.
     """
     from gpupix.ops.palette_search import sweep_k, total_square
-    from gpupix.ops.quantize import colour_histogram
+    from gpupix.ops.quantize import color_histogram
 
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 2 or ks[-1] > 256:
@@ -285,7 +285,7 @@ def sweep(image: Any, *, ks: Iterable[int] = range(2, 65), backend: str = "auto"
     weights = None
     if pixels.shape[2] == 4:  # transparent pixels do not count
         weights = chosen.to_device((pixels[..., 3] > 0).reshape(-1))
-    histogram = colour_histogram(rgb, bits=6, weights=weights)
+    histogram = color_histogram(rgb, bits=6, weights=weights)
     return sweep_k(histogram, backend=chosen, square_sum=total_square(rgb, weights),
                    ks=ks, color_space=settings.quantize.color_space, seed=seed,
                    max_iter=settings.quantize.max_iter, with_delta_e=True)
@@ -312,13 +312,13 @@ def _config(job: str, options: Mapping[str, Any], *, backend: str, seed: int,
     """The JobConfig a YAML file with this section would give; errors are one line."""
     from pydantic import ValidationError
 
-    from gpupix.config import JobConfig, _format_error
+    from gpupix.config import _format_error, job_config_model
 
     data = {"job": job, "input": {"paths": [_MEMORY]}, "output": {"dir": _MEMORY},
             "backend": backend, "seed": seed, "metrics": list(metrics), "report": False,
             job: dict(options)}
     try:
-        return JobConfig.model_validate(data)
+        return job_config_model().model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""

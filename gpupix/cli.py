@@ -336,7 +336,7 @@ def _job_lines(summary: dict, rows: list[dict]) -> list[tuple[str, str]]:
     means = {key: _mean(summary, key) for key in ("psnr", "delta_e", "ssim", "rmse",
                                                   "psnr_noisy", "sigma", "psnr_missing",
                                                   "missing_fraction", "k", "k_chosen",
-                                                  "colours_out")}
+                                                  "colors_out")}
     job = summary["job"]
     if job == "denoise" and means["psnr_noisy"] is not None and means["psnr"] is not None:
         lines.append(("mean psnr", f"{means['psnr_noisy']:.2f} dB noisy -> "
@@ -350,7 +350,7 @@ def _job_lines(summary: dict, rows: list[dict]) -> list[tuple[str, str]]:
         lines.append(("mean missing", f"{means['missing_fraction']:.1%} of the pixels"))
     for key, label in (("psnr", "mean psnr"), ("delta_e", "mean delta_e"),
                        ("ssim", "mean ssim"), ("rmse", "mean rmse"),
-                       ("colours_out", "mean colours"), ("k", "mean k")):
+                       ("colors_out", "mean colours"), ("k", "mean k")):
         if means[key] is not None:
             lines.append((label, f"{means[key]:.4g}"))
     targeted = [row for row in rows if "target_met" in row and row.get("status") == "ok"]
@@ -448,11 +448,18 @@ def _job_command(job: str) -> Any:
     return command
 
 
-def _register_job_commands() -> None:
-    from gpupix.config import JOB_SECTIONS
+def add_job_command(job: str) -> None:
+    """``gpupix <job> IMAGES -o DIR``: a command for a registered job kind."""
+    name = job.replace("_", "-")
+    if not any(info.name == name for info in app.registered_commands):
+        app.command(name=name)(_job_command(job))
 
-    for job in JOB_SECTIONS:
-        app.command(name=job.replace("_", "-"))(_job_command(job))
+
+def _register_job_commands() -> None:
+    from gpupix.jobs import JOBS
+
+    for job in JOBS:
+        add_job_command(job)
 
 
 _register_job_commands()

@@ -8,380 +8,105 @@ from __future__ import annotations
 
 import os
 import re
-import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from gpupix.errors import ConfigError
 from gpupix.io import is_glob
-
-MetricName = Literal["psnr", "rmse", "delta_e", "ssim"]
-JOB_SECTIONS = ("quantize", "fit_denoiser", "denoise", "corrupt", "inpaint")
-
-
-class Section(BaseModel):
-    """Frozen, and unknown keys are errors: a typo must not be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        # the OS cannot take a NUL in a path: refused here, not as a ValueError from os.stat
-        values = value if isinstance(value, list | tuple) else (value,)
-        if any(isinstance(v, str) and "\0" in v for v in values):
-            raise ValueError("holds a NUL character, which no path or setting can")
-        return value
-
-
-class InputConfig(Section):
-    paths: tuple[str, ...] = Field(min_length=1)
-    recursive: bool = False
-
-
-class OutputConfig(Section):
-    dir: str
-    overwrite: bool = False
-    # png; webp (lossless: palette images stay small); jpeg (not for quantize or corrupt,
-    # whose exact colours it would blur) at ``quality``
-    format: Literal["png", "webp", "jpeg"] = "png"
-    quality: int = Field(90, ge=1, le=100)
-
-
-class BatchConfig(Section):
-    size: int = Field(16, ge=1, le=4096)
-    prefetch: int = Field(2, ge=0, le=64)
-    io_workers: int = Field(2, ge=1, le=64)
-    # images computed at once by the local executor; None: one per usable core on cpu, one
-    # on cuda
-    compute_workers: int | None = Field(None, ge=1, le=1024)
-    # decoded pixels (bytes) held ahead of and in the compute stage; peak memory is about
-    # this budget plus one image per compute thread. An image larger than it runs alone.
-    read_ahead_bytes: int = Field(1 << 30, ge=1 << 20, le=1 << 40)
-
-
-class QualityTarget(Section):
-    """Exactly one of ``psnr`` (dB, higher is better) or ``delta_e`` (mean CIEDE2000, lower)."""
-
-    psnr: float | None = Field(None, gt=0, le=100)
-    delta_e: float | None = Field(None, gt=0, le=100)
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> QualityTarget:
-        if (self.psnr is None) == (self.delta_e is None):
-            raise ValueError("give exactly one of psnr or delta_e, e.g. {psnr: 38}")
-        return self
-
-    @property
-    def metric(self) -> Literal["psnr", "delta_e"]:
-        return "psnr" if self.psnr is not None else "delta_e"
-
-    @property
-    def value(self) -> float:
-        return self.psnr if self.psnr is not None else self.delta_e  # type: ignore[return-value]
-
-    def met_by(self, quality: float) -> bool:
-        """True when ``quality`` (of this target's metric) is at least as good as the target."""
-        return quality >= self.value if self.metric == "psnr" else quality <= self.value
-
-    def __str__(self) -> str:
-        return f"{self.metric} {'>=' if self.metric == 'psnr' else '<='} {self.value:g}"
-
-
-class QuantizeConfig(Section):
-    k: int | Literal["auto"] = 16
-    color_space: Literal["rgb", "lab", "oklab", "rgb_lab"] = "rgb_lab"
-    max_iter: int = Field(100, ge=1, le=10_000)
-    target: QualityTarget | None = None
-    min_quality: QualityTarget | None = None
-    max_k: int = 256
-    palette: str = "per_image"
-    dither: Literal["none", "floyd_steinberg"] = "none"
-    dither_strength: float = Field(1.0, ge=0.0, le=1.0)
-    sweep: bool = False
-    skip_if_larger: bool = False
-
-    @field_validator("k", "max_k")
-    @classmethod
-    def _k_fits_a_palette(cls, k: int | str) -> int | str:
-        if k != "auto" and not 2 <= k <= 256:  # type: ignore[operator]
-            raise ValueError("must be 2..256 (a palette PNG holds at most 256 colours), "
-                             f"got {shown(k)}")
-        return k
-
-    @field_validator("k", mode="before")
-    @classmethod
-    def _k_is_auto_or_whole(cls, k: Any) -> Any:
-        # one message for the union int | "auto", not one per member
-        if k != "auto" and (isinstance(k, bool) or not isinstance(k, int)):
-            raise ValueError("must be auto or a whole number 2..256")
-        return k
-
-    @model_validator(mode="before")
-    @classmethod
-    def _dither_mapping(cls, data: Any) -> Any:
-        # `dither: {floyd_steinberg: 0.8}` is `dither: floyd_steinberg` at strength 0.8
-        if isinstance(data, dict) and isinstance(data.get("dither"), dict):
-            dither = data["dither"]
-            if len(dither) != 1:
-                raise ValueError("dither: expected one method and its strength, "
-                                 f"got {shown(dither)}")
-            (method, strength), = dither.items()
-            data = {**data, "dither": method, "dither_strength": strength}
-        return data
-
-    @field_validator("palette")
-    @classmethod
-    def _palette_source(cls, palette: str) -> str:
-        if palette not in ("per_image", "shared") and not palette.endswith((".json", ".png")):
-            raise ValueError("must be per_image, shared, or the path of a palette.json or "
-                             "palette.png to reuse")
-        return palette
-
-    @model_validator(mode="after")
-    def _consistent(self) -> QuantizeConfig:
-        if self.k == "auto" and self.target is None:
-            raise ValueError("k: auto needs a target, e.g. target: {psnr: 38}")
-        if self.k != "auto" and self.target is not None:
-            raise ValueError(f"target is used only with k: auto, but k is {self.k}")
-        if self.palette not in ("per_image", "shared") and (self.k == "auto" or self.sweep):
-            raise ValueError(f"palette {shown(self.palette)} is a fixed palette: k: auto and sweep "
-                             "do not apply")
-        return self
-
-    @property
-    def fixed_palette(self) -> str | None:
-        """The path of a palette to reuse, or None when the palette is fitted here."""
-        return None if self.palette in ("per_image", "shared") else self.palette
-
-
-class NoiseConfig(Section):
-    """A noise model (gpupix/ops/noise.py): what fit_denoiser trains against, or what
-    denoise simulates on clean inputs to score itself."""
-
-    kind: Literal["gaussian", "uniform", "salt_pepper"] = "gaussian"
-    sigma: float = Field(25.0, gt=0, le=255)
-    low: int = Field(0, ge=-255, le=1000)
-    high: int = Field(500, ge=-254, le=1001)
-    amount: float = Field(0.05, gt=0, le=1)
-    clip: bool = True
-
-    @model_validator(mode="after")
-    def _low_below_high(self) -> NoiseConfig:
-        if self.low >= self.high:
-            raise ValueError(f"noise.low ({self.low}) must be below noise.high ({self.high}); "
-                             "uniform noise is drawn from low..high-1")
-        return self
-
-
-def _odd(value: int) -> int:
-    if value % 2 == 0:
-        raise ValueError("must be odd (a patch or window has a centre pixel), "
-                         f"got {shown(value)}")
-    return value
-
-
-class FitDenoiserConfig(Section):
-    kind: Literal["whole", "patch"] = "whole"
-    noise: NoiseConfig = NoiseConfig()
-    clean: str | None = None          # paired mode: folder of clean images named as the inputs
-    copies: int = Field(4, ge=1, le=64)
-    patch: int = Field(5, ge=1, le=15)
-    samples: int = Field(100_000, ge=100, le=20_000_000)
-    components: int | None = Field(None, ge=1, le=4096)   # None: 64 (whole), 16 (patch)
-    k: int = Field(30, ge=1, le=1000)
-    weights: Literal["uniform", "distance", "gaussian"] = "gaussian"
-    h: float = Field(0.25, gt=0, le=100)
-    ridge: float = Field(1e-3, ge=0, le=100)
-    holdout: float = Field(0.2, ge=0, lt=1)
-    model: str = "model.npz"
-
-    @field_validator("patch")
-    @classmethod
-    def _patch_is_odd(cls, value: int) -> int:
-        return _odd(value)
-
-    @field_validator("model")
-    @classmethod
-    def _plain_file_name(cls, name: str) -> str:
-        if not name.endswith(".npz") or "/" in name or "\\" in name:
-            raise ValueError(f"must be a file name ending in .npz (written in output.dir), "
-                             f"got {shown(name)}")
-        return name
-
-
-class DenoiseConfig(Section):
-    method: Literal["self", "model"] = "self"
-    model: str | None = None          # method model: a .npz written by fit_denoiser
-    noise: NoiseConfig | None = None  # corrupt the (clean) inputs first, then score the result
-    difference: bool = False          # with noise: also write |denoised - clean| as name.diff.png
-    k: int | None = Field(None, ge=1, le=1000)       # model: its own k; global search: 32
-    search: Literal["window", "global"] = "window"   # method self: where neighbours are sought
-    patch: int | None = Field(None, ge=1, le=15)     # None: 3 (window), 5 (global)
-    window: int = Field(7, ge=3, le=41)
-    stride: int = Field(2, ge=1, le=15)              # global: every stride-th patch queries
-    components: int | None = Field(None, ge=1, le=64)  # None: 4 (window), 8 (global)
-    h: float = Field(1.0, gt=0, le=100)
-    sigma: float | None = Field(None, gt=0, le=255)
-    tile: int = Field(128, ge=16, le=8192)
-    batch: int = Field(65536, ge=256, le=16_777_216)
-
-    @field_validator("patch", "window")
-    @classmethod
-    def _patch_is_odd(cls, value: int | None) -> int | None:
-        return value if value is None else _odd(value)
-
-    @model_validator(mode="after")
-    def _model_for_method(self) -> DenoiseConfig:
-        if self.method == "model" and not self.model:
-            raise ValueError("method 'model' needs denoise.model: path to a fit_denoiser .npz")
-        if self.method == "self" and self.model:
-            raise ValueError("denoise.model is given but method is 'self'; "
-                             "use method: model to use it")
-        if self.difference and self.noise is None:
-            raise ValueError("denoise.difference needs denoise.noise: the difference is taken "
-                             "against the clean input")
-        if self.search == "global" and self.patch is not None and self.stride > self.patch:
-            raise ValueError(f"denoise.stride ({self.stride}) must be at most denoise.patch "
-                             f"({self.patch}), or some pixels are in no patch")
-        return self
-
-
-class HolesConfig(Section):
-    count: int = Field(0, ge=0, le=100_000)
-    size: int = Field(40, ge=1, le=65_535)
-
-
-class CorruptConfig(Section):
-    drop: float = Field(0.3, ge=0.0, le=0.99)
-    holes: HolesConfig = HolesConfig()
-    noise: Literal["none", "gaussian", "uniform", "salt_pepper"] = "none"
-    sigma: float = Field(25.0, ge=0.0, le=1000.0)
-    low: int = Field(0, ge=-1000, le=1000)
-    high: int = Field(500, ge=-1000, le=1000)
-    amount: float = Field(0.05, ge=0.0, le=1.0)
-    mark: Literal["magenta", "black", "transparent"] = "magenta"
-
-    @model_validator(mode="after")
-    def _low_below_high(self) -> CorruptConfig:
-        if self.low >= self.high:
-            raise ValueError(f"uniform noise needs low < high, got low={self.low}, "
-                             f"high={self.high}")
-        return self
-
-
-class InpaintConfig(Section):
-    mask: Literal["auto", "file", "key_color", "alpha"] = "auto"
-    mask_suffix: str = Field(".mask.png", min_length=1)
-    key_color: str = "#ff00ff"
-    # RGB distance to key_color that still counts as keyed: marks saved as JPEG (quality 90)
-    # come back blurred; 80 finds 95% of their pixels (exact matching: 5%) and no pixel of
-    # the photos tried; 0 is exact matching (for saturated art near the key colour)
-    key_tolerance: float = Field(80.0, ge=0.0, le=441.7)
-    k: int | Literal["auto"] = "auto"
-    weights: Literal["uniform", "distance"] = "distance"
-    method: Literal["smooth", "knn", "knn_linear", "vote"] = "smooth"
-    reference: str | None = None
-    tile: int = Field(256, ge=16, le=16_384)
-
-    @field_validator("mask_suffix")
-    @classmethod
-    def _a_name_ending(cls, suffix: str) -> str:
-        # the mask is the file beside its image: a suffix with a separator would name another
-        if "/" in suffix or "\\" in suffix:
-            raise ValueError(f"must end a file name (no / or \\), got {shown(suffix)}")
-        return suffix
-
-    @field_validator("key_color")
-    @classmethod
-    def _hex_colour(cls, value: str) -> str:
-        text = value.strip().lstrip("#")
-        if len(text) != 6 or any(c not in "0123456789abcdefABCDEF" for c in text):
-            from PIL import ImageColor
-
-            try:  # a colour name, as corrupt's mark takes one: magenta, black, ...
-                rgb = ImageColor.getrgb(value.strip())[:3]
-            except ValueError:
-                raise ValueError(f"must be a colour like '#ff00ff' or a name like 'magenta', "
-                                 f"got {shown(value)}") from None
-            return "#{:02x}{:02x}{:02x}".format(*rgb)
-        return "#" + text.lower()
-
-    @field_validator("k")
-    @classmethod
-    def _k_in_range(cls, k: int | str) -> int | str:
-        if k != "auto" and not 1 <= k <= 64:
-            raise ValueError(f"must be 1..64 or auto, got {shown(k)}")
-        return k
-
-    @property
-    def key_rgb(self) -> tuple[int, int, int]:
-        text = self.key_color.lstrip("#")
-        return int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16)
-
-
-class ExecutorConfig(Section):
-    """Where the per-image work runs: in this process, or on a Dask cluster."""
-
-    kind: Literal["local", "dask"] = "local"
-    address: str | None = None  # dask: tcp://scheduler:8786; None starts a local cluster
-    n_workers: int | None = Field(None, ge=1, le=4096)  # for a cluster gpupix starts itself
-    chunk: int = Field(64, ge=1, le=1_000_000)  # at most this many images per task
-    retries: int = Field(2, ge=0, le=100)  # reruns of a task that failed or lost its worker
-
-    @model_validator(mode="after")
-    def _dask_only_settings(self) -> ExecutorConfig:
-        if self.kind == "local" and (self.address is not None or self.n_workers is not None):
-            raise ValueError("address and n_workers are for kind: dask; kind is 'local'")
-        if self.address is not None and "://" not in self.address:
-            raise ValueError(f"address {shown(self.address)} needs a scheme, e.g. "
-                             "tcp://scheduler:8786 (or null to start a local cluster)")
-        if self.address is not None and self.n_workers is not None:
-            raise ValueError("n_workers is for a cluster gpupix starts itself; the cluster "
-                             f"at {shown(self.address)} has its own workers")
-        return self
+from gpupix.settings import (  # noqa: F401 - the shared sections, re-exported
+    SHOWN_CHARS,
+    BatchConfig,
+    ExecutorConfig,
+    InputConfig,
+    MetricName,
+    NoiseConfig,
+    OutputConfig,
+    QualityTarget,
+    Section,
+    odd,
+    shown,
+)
 
 
 class JobConfig(Section):
-    job: Literal["quantize", "fit_denoiser", "denoise", "corrupt", "inpaint"]
+    """A validated job file. The job sections (``quantize``, ``inpaint``, ...) come from the
+    registry (:mod:`gpupix.jobs`): :func:`job_config_model` adds one optional field per job
+    kind, so ``config.quantize`` is the quantize settings of a quantize job."""
+
+    job: str
     input: InputConfig
     output: OutputConfig
     backend: Literal["auto", "cpu", "cuda"] = "auto"
     batch: BatchConfig = BatchConfig()
     seed: int = Field(0, ge=0, le=2**32 - 1)
     metrics: tuple[MetricName, ...] = ("psnr", "delta_e", "ssim")
-    quantize: QuantizeConfig | None = None
-    fit_denoiser: FitDenoiserConfig | None = None
-    denoise: DenoiseConfig | None = None
-    corrupt: CorruptConfig | None = None
-    inpaint: InpaintConfig | None = None
     executor: ExecutorConfig = ExecutorConfig()
     report: bool = True  # report.html + report/ in output.dir after the run
 
+    @field_validator("job")
+    @classmethod
+    def _a_known_job(cls, job: str) -> str:
+        from gpupix.jobs import JOBS
+
+        if job not in JOBS:
+            raise ValueError(f"must be one of {', '.join(JOBS)}, got {shown(job)}")
+        return job
+
     @model_validator(mode="after")
     def _one_job_section(self) -> JobConfig:
-        for section in JOB_SECTIONS:
-            if section != self.job and getattr(self, section, None) is not None:
-                raise ValueError(f"section {section!r} is given but job is {self.job!r}")
-        if getattr(self, self.job) is None:  # the job's own section defaults
-            default = type(self).model_fields[self.job].annotation.__args__[0]()
-            object.__setattr__(self, self.job, default)
+        from gpupix.jobs import JOBS
+
+        for name in JOBS:
+            if name != self.job and getattr(self, name, None) is not None:
+                raise ValueError(f"section {name!r} is given but job is {self.job!r}")
+        if getattr(self, self.job, None) is None:  # the job's own section defaults
+            object.__setattr__(self, self.job, JOBS[self.job].settings_model())
         return self
 
     @model_validator(mode="after")
     def _format_fits_the_job(self) -> JobConfig:
-        if self.output.format == "jpeg" and self.job in ("quantize", "corrupt"):
+        from gpupix.jobs import JOBS
+
+        if self.output.format == "jpeg" and JOBS[self.job].exact_colors:
             raise ValueError(f"output.format: jpeg would blur the exact colours a {self.job} "
                              "job writes; use png or webp (lossless)")
         return self
 
     @property
-    def section(self) -> Section:
+    def section(self) -> Any:
         """The settings of this config's job (``config.quantize`` for a quantize job)."""
         return getattr(self, self.job)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The model class is built from the registry: a worker rebuilds it from the data,
+        # which names only this job's section (the worker may know other job kinds).
+        others = {name for name in type(self).model_fields if name != self.job
+                  and getattr(self, name) is None and name not in JobConfig.model_fields}
+        return (_job_config_from, (self.model_dump(exclude=others),))
+
+
+def _job_config_from(data: dict[str, Any]) -> JobConfig:
+    return job_config_model().model_validate(data)
+
+
+_MODELS: dict[tuple[tuple[str, type], ...], type[JobConfig]] = {}
+
+
+def job_config_model() -> type[JobConfig]:
+    """:class:`JobConfig` with one optional section per registered job kind."""
+    from pydantic import create_model
+
+    from gpupix.jobs import JOBS
+
+    key = tuple((name, job.settings_model) for name, job in JOBS.items())
+    model = _MODELS.get(key)
+    if model is None:
+        sections: dict[str, Any] = {name: (settings | None, None) for name, settings in key}
+        model = _MODELS[key] = create_model("JobConfig", __base__=JobConfig, **sections)
+    return model
 
 
 # A job file is a few dozen settings. These bounds are far above any real one and far below
@@ -391,25 +116,7 @@ class JobConfig(Section):
 MAX_CONFIG_BYTES = 1 << 20
 MAX_YAML_NODES = 10_000   # scalars and collections, counting each alias as what it expands to
 MAX_YAML_DEPTH = 64       # nested collections (PyYAML's composer recurses per level)
-SHOWN_CHARS = 80          # of a value echoed in an error message
 MAX_NUMBER_CHARS = 100
-
-
-def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
-    """``repr(value)`` cut to about ``limit`` characters: never echo a huge value back.
-
-    Built with :mod:`reprlib`, which stops at a few items and levels, so describing a large
-    (or deeply shared) structure costs nothing whatever its size.
-    """
-    text = _SHORT_REPR.repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-_SHORT_REPR = reprlib.Repr()
-_SHORT_REPR.maxlevel = 3
-_SHORT_REPR.maxstring = SHOWN_CHARS
-_SHORT_REPR.maxother = SHOWN_CHARS
-_SHORT_REPR.maxlong = SHOWN_CHARS
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -489,7 +196,9 @@ class _BoundedLoader(yaml.SafeLoader):
 _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
 def section_model(job: str) -> type[Section]:
     """The config model of a job's own section (``QuantizeConfig`` for ``quantize``)."""
-    return JobConfig.model_fields[job].annotation.__args__[0]
+    from gpupix.jobs import JOBS
+
+    return JOBS[job].settings_model
 
 
 def _parse_yaml(text: str, source: str) -> Any:
@@ -554,7 +263,7 @@ def _did_you_mean(loc: tuple[Any, ...]) -> str:
     import types
     import typing
 
-    model: Any = JobConfig
+    model: Any = job_config_model()
     for part in loc[:-1]:
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
@@ -574,7 +283,7 @@ def validate_config(data: Any, *, source: str = "<config>", base_dir: Path | Non
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
     try:
-        config = JobConfig.model_validate(data)
+        config = job_config_model().model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
@@ -585,7 +294,10 @@ def validate_config(data: Any, *, source: str = "<config>", base_dir: Path | Non
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
     _check_output_outside_inputs(config, source)
-    _check_inpaint_reference(config, source)
+    try:
+        config.section.check_paths(config.job)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     return config
 
 
@@ -642,30 +354,8 @@ def _resolve_paths(config: JobConfig, base_dir: Path) -> JobConfig:
         "input": config.input.model_copy(update={"paths": paths}),
         "output": config.output.model_copy(update={"dir": output}),
     }
-    for section, key in SECTION_PATHS:  # paths inside job sections, also file-relative
-        settings = getattr(config, section, None)
-        if settings is not None and getattr(settings, key) is not None:
-            value = resolve(getattr(settings, key), f"{section}.{key}")
-            update[section] = settings.model_copy(update={key: value})
-    quantize = getattr(config, "quantize", None)
-    if quantize is not None and quantize.fixed_palette is not None:  # per_image/shared: names
-        update["quantize"] = quantize.model_copy(
-            update={"palette": resolve(quantize.fixed_palette, "quantize.palette")})
+    update[config.job] = config.section.resolve_paths(resolve, config.job)
     return config.model_copy(update=update)
-
-
-# (section, field) pairs holding a path, resolved against the config file's directory
-SECTION_PATHS: tuple[tuple[str, str], ...] = (("fit_denoiser", "clean"), ("denoise", "model"),
-                                               ("inpaint", "reference"))
-
-
-def _check_inpaint_reference(config: JobConfig, source: str) -> None:
-    """inpaint.reference, when given, must be a folder (of clean originals)."""
-    inpaint = config.inpaint
-    if inpaint is not None and inpaint.reference is not None \
-            and not Path(inpaint.reference).is_dir():
-        raise ConfigError(f"{source}: inpaint.reference: {inpaint.reference!r} is not a "
-                          "directory")
 
 
 def _check_output_outside_inputs(config: JobConfig, source: str) -> None:

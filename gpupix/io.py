@@ -293,6 +293,9 @@ def _to_uint8_array(image: Image.Image, path: Path) -> np.ndarray:
 
 
 OUTPUT_SUFFIXES = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}
+# A mask beside its image: NAME.mask.png, white where pixels are missing (corrupt writes
+# it, inpaint reads it, the report shows it).
+MASK_SUFFIX = ".mask.png"
 
 
 def encode_image(pixels: np.ndarray, *, format: str = "png", quality: int = 90) -> bytes:

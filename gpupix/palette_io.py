@@ -118,16 +118,29 @@ def _read_png(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         if image.format != "PNG" or image.mode != "P":
             raise ValueError(f"expected an indexed (mode P) PNG, got {image.format} mode "
                              f"{image.mode!r}")
-        used = int(np.asarray(image).max(initial=0)) + 1
-        flat = np.asarray(image.getpalette() or [], np.uint8)
-        colours = flat.reshape(-1, 3)[:max(used, 1)]
-        transparency = image.info.get("transparency")
-    alpha = None
+        indices, colours, alpha = indexed_parts(image)
+    used = max(int(indices.max(initial=0)) + 1, 1)
+    transparent = "transparency" in image.info
+    return colours[:used], (alpha[:used] if transparent else None)
+
+
+def indexed_parts(image: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An indexed (mode P) image's ``(indices (H, W), colours (m, 3), alpha (m,))``, uint8.
+
+    ``m`` covers every PLTE entry and the highest index used (an index past PLTE is black);
+    alpha comes from tRNS (a table, or one transparent index) and is 255 elsewhere.
+    """
+    image.load()
+    indices = np.asarray(image)
+    raw = np.asarray(image.getpalette() or [], np.uint8)
+    entries = max(int(indices.max(initial=0)) + 1, len(raw) // 3)
+    colours = np.zeros((entries, 3), np.uint8)
+    colours.ravel()[: len(raw)] = raw[: entries * 3]
+    alpha = np.full(entries, 255, np.uint8)
+    transparency = image.info.get("transparency")
     if isinstance(transparency, bytes):
-        alpha = np.full(len(colours), 255, np.uint8)
-        given = np.frombuffer(transparency, np.uint8)[:len(colours)]
-        alpha[:len(given)] = given
-    elif isinstance(transparency, int) and transparency < len(colours):
-        alpha = np.full(len(colours), 255, np.uint8)
+        given = np.frombuffer(transparency, np.uint8)[:entries]
+        alpha[: len(given)] = given
+    elif isinstance(transparency, int) and 0 <= transparency < entries:
         alpha[transparency] = 0
-    return colours, alpha
+    return indices, colours, alpha

@@ -35,7 +35,7 @@ from gpupix.io import (
     until_stopped,
     write_atomic,
 )
-from gpupix.jobs import make_job
+from gpupix.jobs import ImageJob, Job, WholeSetJob, make_job
 from gpupix.jobs.quantize import PALETTE_JSON, PALETTE_PNG
 from gpupix.output_dir import LOCK_FILE, OutputLock, foreign_links, inside, open_append
 from gpupix.rows import (
@@ -224,14 +224,12 @@ def summarize(config: JobConfig, rows: list[Row], backend: Backend, wall_seconds
     }
 
 
-def inputs_of(config: JobConfig, job: Any) -> list[InputItem]:
+def inputs_of(config: JobConfig, job: Job) -> list[InputItem]:
     """The job's inputs (a job may leave some alone: inpaint's mask files), their output
     names checked; what ``gpupix validate`` counts and ``run_job`` runs."""
-    items = discover(config.input.paths, recursive=config.input.recursive)
-    accepts = getattr(job, "accepts", None)
-    if accepts is not None:
-        items = [item for item in items if accepts(item)]
-    if not hasattr(job, "run_whole_set"):
+    items = [item for item in discover(config.input.paths, recursive=config.input.recursive)
+             if job.accepts(item)]
+    if isinstance(job, ImageJob):
         check_output_names(items, job.output_relatives, Path(config.output.dir))
     return items
 
@@ -254,21 +252,21 @@ def run_job(config: JobConfig, backend: Backend | None = None, executor: Any = N
     output_dir = prepare_output_dir(config)
     with OutputLock(output_dir):  # one run at a time per output.dir
         remove_stale_temporaries(output_dir)  # a killed run's; never a live process's
-        if hasattr(job, "run_whole_set"):  # one result fitted from every input
+        if isinstance(job, WholeSetJob):  # one result fitted from every input
             return run_whole_set(config, job, items, output_dir, backend, reporter, started)
+        assert isinstance(job, ImageJob)
         return _run_images(config, job, items, output_dir, backend, executor, reporter, stop,
                            started)
 
 
-def _run_images(config: JobConfig, job: Any, items: list[InputItem], output_dir: Path,
+def _run_images(config: JobConfig, job: ImageJob, items: list[InputItem], output_dir: Path,
                 backend: Backend, executor: Any, reporter: Reporter, stop: threading.Event,
                 started: float) -> RunSummary:
     metrics_path = output_dir / METRICS_FILE
     previous = {row["input"]: row for row in read_rows(metrics_path)
                 if row.get("status") in ("ok", "skipped")}
-    prepare = getattr(job, "prepare", None)
-    if prepare is not None:  # optional: a pass over all inputs first (e.g. a shared palette)
-        prepare(items, backend)
+    state = job.prepare(items, backend)  # a pass over all inputs first (a shared palette)
+    job.use_state(state)
     recipe = recipe_of(config, output_dir)
     work, settled, redone = plan(items, job.output_relatives, output_dir,
                                  overwrite=config.output.overwrite, previous=previous,
@@ -284,7 +282,7 @@ def _run_images(config: JobConfig, job: Any, items: list[InputItem], output_dir:
             for row in settled:
                 rows_by_input[row_key(row)] = row
                 reporter.advance(row)
-            results = executor.run(until_stopped(work, stop), job, backend)
+            results = executor.run(until_stopped(work, stop), job, backend, state)
             try:
                 for row in results:
                     if row["status"] == "ok":
@@ -302,6 +300,7 @@ def _run_images(config: JobConfig, job: Any, items: list[InputItem], output_dir:
         write_atomic(metrics_path, "".join(to_json(r) + "\n" for r in rows).encode(),
                      root=output_dir)
         summary = summarize(config, rows, backend, time.perf_counter() - started)
+        summary.update(job.summary_extra(rows))
         summary["redone"] = redone  # outputs that existed but were made with other settings
         remaining = len(work) - done
         if stop.is_set() and remaining:
@@ -336,21 +335,21 @@ def write_run_report(config: JobConfig, output_dir: Path, rows: list[Row],
                           "are complete: `gpupix report OUTPUT_DIR` writes it again") from None
 
 
-def run_whole_set(config: JobConfig, job: Any, items: list[InputItem], output_dir: Path,
+def run_whole_set(config: JobConfig, job: WholeSetJob, items: list[InputItem], output_dir: Path,
                   backend: Backend, reporter: Reporter, started: float) -> RunSummary:
     """Run a job that fits one result from the whole input set (e.g. ``fit_denoiser``).
 
     The job reads the images itself (with bounded memory) and returns one row per input;
-    rows and summary are written as for per-image jobs, and ``job.summary_extra`` (a dict,
-    e.g. the model's file and settings) is added to the summary.
+    rows and summary are written as for per-image jobs, with what the job adds to the
+    summary (e.g. the model's file and settings).
     """
     reporter.start(len(items))
-    rows = sorted(job.run_whole_set(items, output_dir, backend, reporter.advance),
-                  key=lambda r: r["input"])
+    result = job.run_whole_set(items, output_dir, backend, reporter.advance)
+    rows = sorted(result.rows, key=lambda r: r["input"])
     write_atomic(output_dir / METRICS_FILE,
                  "".join(to_json(r) + "\n" for r in rows).encode(), root=output_dir)
     summary = summarize(config, rows, backend, time.perf_counter() - started)
-    summary.update(getattr(job, "summary_extra", None) or {})
+    summary.update(result.summary)
     write_atomic(output_dir / SUMMARY_FILE, (to_json(summary, indent=2) + "\n").encode(),
                  root=output_dir)
     report = write_run_report(config, output_dir, rows, summary)

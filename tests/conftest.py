@@ -90,3 +90,20 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if item.path.name == "test_interrupt.py":
             item.add_marker(pytest.mark.signals)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """A local Dask cluster (two one-thread worker processes) for one test module; closed
+    after it, so no later test sees its connections."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
+        yield cluster
+
+
+def builtin_jobs() -> set[str]:
+    """The job kinds gpupix ships (the tests register an example kind of their own)."""
+    from gpupix.jobs import JOBS
+
+    return {name for name, job in JOBS.items() if job.__module__.startswith("gpupix.")}

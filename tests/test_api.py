@@ -158,6 +158,7 @@ def test_import_gpupix_is_light():
     assert out.strip() == "[]"
 
 
+@pytest.mark.slow  # the walkthrough page; test-fast runs the API page
 def test_walkthrough_runs(tmp_path, monkeypatch, capsys):
     """docs/walkthrough.md, cell by cell, writing its pictures into a temporary folder."""
     monkeypatch.chdir(ROOT)

@@ -12,13 +12,10 @@ from typer.testing import CliRunner
 
 from gpupix.cli import app
 from tests.conftest import gradient_image
+from tests.helpers import metrics_rows as rows
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
-
-
-def rows(out_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def make_job(tmp_path: Path, images: int = 3, **quantize) -> Path:
@@ -43,7 +40,9 @@ def in_copy(path: str, base: Path, tmp_path: Path) -> str:
     return str(tmp_path / "examples" / relative)
 
 
-@pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("config", [  # the main job in test-fast, every config in make test
+    pytest.param(path, marks=() if path.name == "quantize.yaml" else pytest.mark.slow)
+    for path in sorted((ROOT / "configs").glob("*.yaml"))], ids=lambda p: p.name)
 def test_every_shipped_config_runs(tmp_path, config):
     data = yaml.safe_load(config.read_text())
     # run on a copy of the examples so outputs land in tmp_path
@@ -67,9 +66,9 @@ def test_quantize_outputs_palette_pngs_with_metrics(tmp_path):
     result = runner.invoke(app, ["run", str(make_job(tmp_path)), "--quiet"])
     assert result.exit_code == 0, result.output
     for row in rows(tmp_path / "out"):
-        assert row["status"] == "ok" and row["colours_out"] <= 8
+        assert row["status"] == "ok" and row["colors_out"] <= 8
         assert row["psnr"] > 15 and 0 < row["ssim"] <= 1 and row["delta_e"] > 0
-        assert row["unique_colours_in"] > 8 and row["bytes_out"] > 0
+        assert row["unique_colors_in"] > 8 and row["bytes_out"] > 0
         output = Image.open(row["output"])
         assert output.mode == "P" and output.size == (32, row["height"])
 
@@ -127,7 +126,7 @@ def test_transparency_is_kept(tmp_path):
     assert runner.invoke(app, ["run", str(job), "--quiet"]).exit_code == 0
     out = np.asarray(Image.open(tmp_path / "out" / "alpha.png").convert("RGBA"))
     assert (out[:5, :, 3] == 0).all() and (out[5:, :, 3] == 255).all()
-    assert rows(tmp_path / "out")[0]["colours_out"] <= 8
+    assert rows(tmp_path / "out")[0]["colors_out"] <= 8
 
 
 @pytest.mark.parametrize("args, message", [
@@ -163,3 +162,28 @@ def test_validate_and_info(tmp_path):
     info = runner.invoke(app, ["info"])
     assert info.exit_code == 0 and "backend cpu: usable" in info.output
     assert "backend cuda:" in info.output
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"job": "denoise", "denoise": {"method": "model", "model": "missing.npz"}},
+     "denoise.model: "),
+    ({"job": "quantize", "quantize": {"palette": "missing.json"}}, "quantize.palette: "),
+    ({"job": "quantize", "quantize": {"palette": "bad.json"}}, "is not a usable palette"),
+    ({"job": "inpaint", "inpaint": {"reference": "nowhere"}}, "inpaint.reference: "),
+    ({"job": "fit_denoiser", "fit_denoiser": {"clean": "nowhere"}}, "fit_denoiser.clean: "),
+    ({"job": "quantize", "input": {"paths": ["missing-folder"]}}, "input.paths[0]: "),
+])
+def test_validate_refuses_exactly_what_run_refuses(tmp_path, section, message):
+    images = tmp_path / "in"
+    images.mkdir()
+    Image.fromarray(gradient_image(8, 8)).save(images / "a.png")
+    (tmp_path / "bad.json").write_text('{"colours": [[1, 2]]}')
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({"input": {"paths": ["in"]}, "output": {"dir": "out"},
+                                   **section}))
+    checked = runner.invoke(app, ["validate", str(job)])
+    ran = runner.invoke(app, ["run", str(job), "--quiet"])
+    assert checked.exit_code == ran.exit_code == 2
+    assert message in checked.output and message in ran.output
+    assert checked.output.strip().splitlines()[-1] == ran.output.strip().splitlines()[-1]
+    assert not (tmp_path / "out" / "metrics.jsonl").exists()

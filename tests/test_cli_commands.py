@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 import gpupix
 from gpupix.cli import app
-from gpupix.config import JOB_SECTIONS, section_model
+from gpupix.config import section_model
+from gpupix.jobs import JOBS
 from tests.conftest import gradient_image
 
 runner = CliRunner()
@@ -28,7 +29,7 @@ def _images(folder: Path) -> list[Path]:
 
 
 def test_every_job_has_a_command_with_a_flag_per_section_key():
-    for job in JOB_SECTIONS:
+    for job in JOBS:
         result = runner.invoke(app, [job.replace("_", "-"), "--help"], terminal_width=200)
         assert result.exit_code == 0, result.output
         for key in section_model(job).model_fields:

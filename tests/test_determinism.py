@@ -52,6 +52,7 @@ def run_with(tmp_path: Path, name: str, batch: dict) -> tuple[dict[str, bytes], 
     return files, rows, summary
 
 
+@pytest.mark.slow
 def test_outputs_and_metrics_do_not_depend_on_runs_or_batching(tmp_path):
     varied_images(tmp_path / "images")
     reference = run_with(tmp_path, "reference", {"size": 16, "prefetch": 2, "io_workers": 2})

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from gpupix.cli import app
 from tests.conftest import gradient_image
+from tests.helpers import write_job
 
 runner = CliRunner()
 
@@ -35,12 +36,6 @@ def folder(tmp_path: Path) -> Path:
     (tmp_path / "images").mkdir()
     Image.fromarray(gradient_image(8, 8)).save(tmp_path / "images" / "a.png")
     return tmp_path
-
-
-def write_job(folder: Path, text: str) -> Path:
-    path = folder / "job.yaml"
-    path.write_text(text)
-    return path
 
 
 def one_line_error(result, code: int = 2) -> str:

@@ -25,6 +25,7 @@ from gpupix.output_dir import (
     write_atomic,
 )
 from tests.conftest import gradient_image
+from tests.helpers import rows_by_name as rows
 
 runner = CliRunner()
 
@@ -45,11 +46,6 @@ def job_file(folder: Path, **config) -> Path:
 
 def run(job: Path, *extra: str):
     return runner.invoke(app, ["run", str(job), "--quiet", *extra])
-
-
-def rows(out: Path) -> dict[str, dict]:
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    return {Path(row["input"]).name: row for row in map(json.loads, lines)}
 
 
 # ------------------------------------------------------------------ 1. paths leave output.dir

@@ -24,6 +24,7 @@ from PIL import Image
 from gpupix.config import load_config
 from gpupix.io import TEMP_PREFIX
 from gpupix.pipeline import Reporter, run_job
+from tests.helpers import metrics_rows as strict_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,14 +43,6 @@ def make_batch(tmp_path: Path, count: int) -> Path:
         "backend": "cpu", "batch": {"size": 4, "prefetch": 1, "io_workers": 2},
         "quantize": {"k": 8}, "metrics": ["psnr"]}))
     return job
-
-
-def strict_rows(out_dir: Path) -> list[dict]:
-    def refuse(token: str) -> None:
-        raise AssertionError(f"non-standard JSON token {token}")
-
-    return [json.loads(line, parse_constant=refuse)
-            for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def leftovers(out_dir: Path) -> list[str]:

@@ -7,12 +7,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
 from gpupix.cli import app
 from tests.conftest import gradient_image
+from tests.helpers import write_job
 
 runner = CliRunner()
 
@@ -29,12 +29,6 @@ def good_config(**changes) -> dict:
               "backend": "cpu", "quantize": {"k": 8}}
     config.update(changes)
     return config
-
-
-def write_job(folder: Path, content: str | dict) -> Path:
-    path = folder / "job.yaml"
-    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
-    return path
 
 
 def assert_config_error(result, job: Path, *fragments: str) -> str:

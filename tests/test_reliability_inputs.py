@@ -26,18 +26,10 @@ from gpupix.errors import ImageError
 from gpupix.io import decode
 from tests import badfiles
 from tests.conftest import gradient_image
+from tests.helpers import metrics_rows as strict_rows
 
 runner = CliRunner()
 RED, BLUE = (220, 20, 20), (20, 20, 220)
-
-
-def strict_rows(out_dir: Path) -> list[dict]:
-    """metrics.jsonl rows, refusing the non-standard NaN/Infinity tokens."""
-    def refuse(token: str) -> None:
-        raise AssertionError(f"non-standard JSON token {token} in metrics.jsonl")
-
-    text = (out_dir / "metrics.jsonl").read_text()
-    return [json.loads(line, parse_constant=refuse) for line in text.splitlines()]
 
 
 def job_file(tmp_path: Path, inputs: list[str], *, k: int = 8, out: str = "out",

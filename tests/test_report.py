@@ -19,6 +19,7 @@ from gpupix import report
 from gpupix.cli import app
 from gpupix.config import load_config
 from gpupix.pipeline import run_job
+from gpupix.report import pictures, plots
 from tests.conftest import gradient_image
 
 runner = CliRunner()
@@ -81,7 +82,9 @@ def test_a_run_writes_a_report_with_a_card_per_image(finished):
     assert "<table class='sortable'>" in page and "data-type='num'>psnr</th>" in page
     assert "quantize:\n  k: 8" in page  # the config as YAML
     assert "cpu on cpu" in page and "images/s" in page
-    assert (finished / "report" / "plots" / "distributions.png").is_file()
+    # three images: no histogram of three values; the table has them
+    assert not (finished / "report" / "plots" / "distributions.png").exists()
+    assert "3 finished images: too few for a distribution" in page
     assert page.count("alt='original'") == 3 and page.count("alt='quantized'") == 3
     assert html.escape(failure["error"]) in card_of(page, 0)
     assert page.count("colour scatter<br>") == 3
@@ -104,11 +107,11 @@ def test_links_are_relative_and_resolve_and_nothing_is_fetched(finished):
 def test_thumbnails_are_small_never_full_size_copies(finished):
     page = (finished / "report.html").read_text()
     sizes = [(int(w), int(h)) for w, h in re.findall(r"data-w='(\d+)' data-h='(\d+)'", page)]
-    assert len(sizes) == 3 * 4 and all(max(size) <= report.THUMB_SIZE for size in sizes)
-    assert sizes[0] == (report.THUMB_SIZE, report.THUMB_SIZE)  # 200x200 -> 160x160
+    assert len(sizes) == 3 * 4 and all(max(size) <= pictures.THUMB_SIZE for size in sizes)
+    assert sizes[0] == (pictures.THUMB_SIZE, pictures.THUMB_SIZE)  # 200x200 -> 160x160
     for sprite in (finished / "report" / "thumbs").iterdir():  # one per card shown
         with Image.open(sprite) as image:
-            assert image.height <= report.THUMB_SIZE, sprite.name
+            assert image.height <= pictures.THUMB_SIZE, sprite.name
     original = panel_pixels(finished, page, 1, "original")
     with Image.open(json.loads((finished / "metrics.jsonl").read_text().splitlines()[1])[
             "input"]) as source:
@@ -235,18 +238,19 @@ def test_heat_map_levels_are_the_rgb_distance():
     b = a.copy()
     b[0, 0] = (3, 4, 0)      # distance 5
     b[1, 1] = (200, 0, 0)    # beyond the scale: saturates
-    heat = report._heat_map(b, a)
-    level = int(5 * 255 / report.ERROR_SCALE)
-    assert (heat[0, 0] == report._HEAT_LUT[level]).all()
-    assert (heat[0, 1] == report._HEAT_LUT[0]).all()
-    assert (heat[1, 1] == report._HEAT_LUT[255]).all()
+    heat, thumb = pictures.heat_map(b, a)
+    level = int(5 * 255 / pictures.ERROR_SCALE)
+    assert (heat[0, 0] == pictures.HEAT_LUT[level]).all()
+    assert (heat[0, 1] == pictures.HEAT_LUT[0]).all()
+    assert (heat[1, 1] == pictures.HEAT_LUT[255]).all()
+    assert (thumb == heat).all()  # small: the thumbnail is the view
 
 
 def test_scatter_dots_take_their_palette_colours():
     palette = np.array([[200, 30, 30], [30, 160, 40], [40, 60, 210]], np.uint8)
     labels = np.random.default_rng(0).integers(0, 3, (30, 30))
     source = np.clip(palette[labels].astype(int) + 8, 0, 255).astype(np.uint8)
-    canvas, limit = report._scatter(source, labels.astype(np.uint8), palette, None, seed=0)
+    canvas, limit = pictures.scatter(source, labels.astype(np.uint8), palette, None, seed=0)
     assert 16 <= limit <= 128 and canvas.shape == (160, 160, 3)
     colours = {tuple(c) for c in canvas.reshape(-1, 3)}
     background = {(250, 250, 250), (200, 200, 200), (30, 30, 30)}
@@ -282,7 +286,7 @@ def test_curves_beyond_the_limit_or_without_matplotlib_are_listed(tmp_path, monk
     sweep = {"k": [2, 4, 8], "inertia": [90.0, 40.0, 15.0], "psnr": [22.0, 27.5, 31.25]}
     rows = [{"input": str(tmp_path / "a.png"), "output": str(tmp_path / "a.png"),
              "status": "ok", "sweep": sweep} for _ in range(3)]
-    monkeypatch.setattr(report, "CURVE_LIMIT", 2)
+    monkeypatch.setattr(plots, "CURVE_LIMIT", 2)
     page = report.write_report(tmp_path, rows, {"job": "quantize"}).read_text()
     assert page.count("alt='curve'") == 2 and page.count("k sweep values") == 1
     assert "<td>31.25</td>" in page.split("id='img-2'")[1]
@@ -308,3 +312,233 @@ def test_inpaint_rows_as_the_inpaint_job_writes_them(tmp_path):
     assert np.abs(shown[:7] - (255, 0, 255)).max() < 40
     assert np.abs(shown[9:] - image[9:]).max() < 40
     assert "alt='curve'" in page
+
+
+# ---------------------------------------------------------------------------- what a user saw
+
+
+def metric_rows(tmp_path: Path, count: int, **columns) -> list[dict]:
+    """``count`` ok rows over one small picture, with the given metric per image."""
+    Image.fromarray(gradient_image(20, 20)).save(tmp_path / "a.png")
+    return [{"input": str(tmp_path / f"{i}.png"), "output": str(tmp_path / "a.png"),
+             "status": "ok", "width": 20, "height": 20,
+             **{key: values[i] for key, values in columns.items()}} for i in range(count)]
+
+
+def test_a_constant_is_one_number_not_a_column_or_a_histogram(tmp_path):
+    rows = metric_rows(tmp_path, 8, psnr=[20.0 + i for i in range(8)], bits_raw=[9600] * 8,
+                       bits_indices=[100 * i for i in range(8)])
+    page = report.write_report(tmp_path, rows, {"job": "quantize"}).read_text()
+    assert "data-type='num'>psnr</th>" in page
+    assert "data-type='num'>bits_<wbr>indices</th>" in page  # wraps after an underscore
+    assert "data-type='num'>bits_<wbr>raw</th>" not in page  # not a column ...
+    assert "<b>bits_raw</b> 9,600" in page.split("id='plots'")[0]  # ... but once, above
+    assert "bits_raw</dt><dd>9,600" in card_of(page, 0)  # and on every card
+    assert [key for key, _ in plots.distribution_series(rows, ["psnr", "bits_raw"])] == ["psnr"]
+    assert (tmp_path / "report" / "plots" / "distributions.png").is_file()
+
+
+def test_only_constants_draw_no_figure(tmp_path):
+    rows = metric_rows(tmp_path, 6, bits_raw=[9600] * 6, bits_palette=[384] * 6)
+    page = report.write_report(tmp_path, rows, {"job": "quantize"}).read_text()
+    assert not (tmp_path / "report" / "plots" / "distributions.png").exists()
+    assert "same value for every image" in page.split("id='table'")[0]
+
+
+def test_a_few_images_draw_no_histogram(tmp_path):
+    rows = metric_rows(tmp_path, 2, psnr=[20.0, 31.0])
+    page = report.write_report(tmp_path, rows, {"job": "quantize"}).read_text()
+    assert not (tmp_path / "report" / "plots" / "distributions.png").exists()
+    assert "2 finished images: too few for a distribution" in page
+    assert "data-type='num'>psnr</th>" in page  # the values are in the table
+
+
+def drawn(figure):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+@pytest.mark.parametrize("count", [1, 2, 5])
+def test_histogram_counts_are_whole_images_and_x_labels_never_overlap(count):
+    rng = np.random.default_rng(0)
+    series = [("psnr", rng.normal(30, 4, 40)), ("bits_indices", rng.uniform(1e5, 9e5, 40)),
+              ("seconds", rng.uniform(0.001, 0.002, 40)), ("k", rng.integers(2, 9, 40)),
+              ("delta_e", np.array([1.5, 2.0, 7.25]))][-count:]  # delta_e: three images have it
+    figure = distribution_figure = plots.distribution_figure(series)
+    renderer = drawn(figure)
+    axes = distribution_figure.axes
+    assert len(axes) == len(series)
+    for ax, (key, values) in zip(axes, series, strict=True):
+        labels = [t for t in ax.get_xticklabels() if t.get_text() and t.get_visible()]
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        assert len(boxes) >= 2, key
+        for left, right in zip(boxes, boxes[1:], strict=False):
+            assert left.x1 < right.x0, (key, [t.get_text() for t in labels])
+        if len(values) < plots.MIN_HISTOGRAM:
+            assert list(ax.get_yticks()) == [], key  # a strip of dots: no counts
+            continue
+        ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), (key, ticks)
+    boxes = [ax.get_tightbbox(renderer) for ax in axes]  # panels do not overlap each other
+    for box in boxes:  # nor leave the figure
+        assert 0 <= box.x0 and box.x1 <= figure.bbox.x1 and 0 <= box.y0 <= box.y1 <= \
+            figure.bbox.y1, box
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b)
+
+
+def test_a_whole_number_metric_gets_a_bar_per_value():
+    values = np.array([4, 4, 5, 8, 8, 8, 6])
+    figure = plots.distribution_figure([("k", values)])
+    drawn(figure)
+    bars = figure.axes[0].patches
+    assert len(bars) == 5 and sorted(b.get_height() for b in bars) == [0, 1, 1, 2, 3]
+
+
+def test_a_click_opens_a_larger_view_written_into_report(finished):
+    page = (finished / "report.html").read_text()
+    card = card_of(page, 1)
+    links = re.findall(r"<a class='view' href='([^']+)' data-view='([^']+)' data-vx='(\d+)' "
+                       r"data-vw='(\d+)' data-vh='(\d+)'[^>]*>\s*<span class='crop'[^>]*>"
+                       r"<img src='[^']+' alt='([^']+)'", card)
+    labels = [link[-1] for link in links]
+    assert labels[:3] == ["original", "quantized", "difference from original"]
+    for full, view, _, width, height, label in links:
+        assert view.startswith("report/views/") and (finished / view).is_file()
+        assert (finished / full).is_file()  # the file itself, or the view without one
+        if label != "colour scatter":  # a 160-px drawing; the pictures are not scaled down
+            assert max(int(width), int(height)) == 200, label
+    original = [link for link in links if link[-1] == "original"][0]
+    with Image.open(finished / original[1]) as sprite:
+        x, width, height = (int(v) for v in original[2:5])
+        shown = np.asarray(sprite.convert("RGB"))[:height, x:x + width].astype(int)
+    row = json.loads((finished / "metrics.jsonl").read_text().splitlines()[1])
+    with Image.open(row["input"]) as source:
+        expected = np.asarray(source.convert("RGB")).astype(int)
+    assert shown.shape == expected.shape and np.abs(shown - expected).mean() < 4  # JPEG
+    assert original[0].endswith("img0.png") and "data-full=" in card
+
+
+def test_a_large_image_has_a_view_of_at_most_view_size(tmp_path):
+    Image.fromarray(gradient_image(700, 1000)).save(tmp_path / "big.png")
+    rows = [{"input": str(tmp_path / "big.png"), "output": str(tmp_path / "big.png"),
+             "status": "ok"}]
+    page = report.write_report(tmp_path, rows, {"job": "denoise"}).read_text()
+    view = re.search(r"data-view='([^']+)' data-vx='0' data-vw='(\d+)' data-vh='(\d+)'", page)
+    assert view and (int(view.group(2)), int(view.group(3))) == (pictures.VIEW_SIZE, 448)
+    with Image.open(tmp_path / view.group(1)) as sprite:
+        assert sprite.height == 448
+    thumb = re.search(r"data-w='(\d+)' data-h='(\d+)'", page)
+    assert (int(thumb.group(1)), int(thumb.group(2))) == (pictures.THUMB_SIZE, 112)
+
+
+def test_a_small_image_reuses_its_thumbnails_as_views(tmp_path):
+    rows = metric_rows(tmp_path, 1)
+    page = report.write_report(tmp_path, rows, None).read_text()
+    assert "data-view='report/thumbs/00000.jpg'" in page
+    assert not list((tmp_path / "report" / "views").iterdir())
+
+
+def test_long_names_are_cut_in_the_table_not_the_page(tmp_path):
+    long = "a" * 200 + ".png"
+    Image.fromarray(gradient_image(20, 20)).save(tmp_path / long)
+    rows = [{"input": str(tmp_path / long), "output": str(tmp_path / long), "status": "ok"}]
+    page = report.write_report(tmp_path, rows, None).read_text()
+    assert f"class='name' title='{long}'" in page
+    css = (Path(report.__file__).parent / "static" / "report.css").read_text()
+    assert "text-overflow:ellipsis" in css and ".scroll{" in css
+
+
+# ---------------------------------------------------------------------------- the package
+
+
+def test_the_report_never_names_a_job():
+    """Cards come from the job's ReportHints: no job name is written in the report's code."""
+    from gpupix.jobs import JOBS
+
+    folder = Path(report.__file__).parent
+    sources = [p for p in folder.rglob("*") if p.suffix in (".py", ".j2", ".js", ".css")]
+    assert len(sources) >= 9
+    for path in sources:
+        code = path.read_text()
+        for name in JOBS:
+            assert not re.search(rf"['\"]{name}['\"]", code), (path.name, name)
+
+
+def test_a_job_is_guessed_from_its_marks(monkeypatch):
+    from gpupix.jobs import JOBS, ReportHints
+    from gpupix.report import cards
+
+    assert cards.guess_job([{"input": "a", "colors_out": 8}]) == "quantize"
+    assert cards.guess_job([{"input": "a", "missing_pixels": 3}]) == "inpaint"
+    assert cards.guess_job([{"input": "a", "psnr": 3.0}]) == "job"
+
+    class Blur:
+        report_hints = ReportHints(input_label="sharp", output_label="blurred",
+                                   diff_against_input=True, marks=("blur_radius",))
+
+    monkeypatch.setitem(JOBS, "blur", Blur)
+    assert cards.guess_job([{"input": "a"}, {"input": "b", "blur_radius": 2}]) == "blur"
+
+
+def test_a_new_job_kind_gets_its_cards_from_its_hints(tmp_path, monkeypatch):
+    from gpupix.jobs import JOBS, ReportHints
+
+    class Blur:
+        report_hints = ReportHints(input_label="sharp", output_label="blurred",
+                                   diff_against_input=True, key_color_panel=True,
+                                   columns=("radius",))
+
+    monkeypatch.setitem(JOBS, "blur", Blur)
+    image = gradient_image(24, 24)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    Image.fromarray(image // 2).save(tmp_path / "b.png")
+    mask = np.zeros((24, 24), np.uint8)
+    mask[:6] = 255
+    Image.fromarray(mask).save(tmp_path / "a.gone.png")
+    row = {"input": str(tmp_path / "a.png"), "output": str(tmp_path / "b.png"), "status": "ok",
+           "mask_source": "file", "radius": 2.0, "psnr": 12.0}
+    summary = {"job": "blur", "config": {"blur": {"key_color": "#00ff00",
+                                                  "mask_suffix": ".gone.png"}}}
+    page = report.write_report(tmp_path, [row, dict(row, radius=3.0)], summary).read_text()
+    labels = re.findall(r"<figcaption>([^<]*)<br>", card_of(page, 0))
+    assert labels == ["sharp (missing in the key colour)", "blurred",
+                      "mask (white = missing)", "difference from sharp"]
+    shown = panel_pixels(tmp_path, page, 0, "sharp (missing in the key colour)")
+    assert np.abs(shown[:5] - (0, 255, 0)).max() < 40
+    header = re.findall(r"<th data-type='num'>([^<]*)</th>", page)
+    assert header[:2] == ["#", "size"] and header[2] == "radius"  # the job's columns first
+
+
+def test_templates_and_static_files_are_package_data():
+    """``pip install .`` (not editable) ships every template and static file."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).parents[1]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["gpupix.report"]
+    folder = root / "gpupix" / "report"
+    files = [p.relative_to(folder).as_posix() for sub in ("templates", "static")
+             for p in (folder / sub).iterdir()]
+    assert len(files) >= 4
+    for name in files:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in data), name
+
+
+def test_values_are_escaped_by_the_template_engine(tmp_path):
+    from gpupix.report import render
+
+    assert render.environment().autoescape("report.html.j2")
+    name = "<b onmouseover='x'>&.png"
+    Image.fromarray(gradient_image(20, 20)).save(tmp_path / name)
+    rows = [{"input": str(tmp_path / name), "output": str(tmp_path / name), "status": "ok",
+             "note": "<script>alert(1)</script>"}]
+    page = report.write_report(tmp_path, rows, None).read_text()
+    assert "<b onmouseover" not in page and page.count("<script") == 1
+    assert "&lt;b onmouseover=&#39;x&#39;&gt;&amp;.png" in page
+    assert "href='%3Cb%20onmouseover%3D%27x%27%3E%26.png'" in page  # a URL: quoted

@@ -45,7 +45,8 @@ def chromium(user_data: Path, *arguments: str) -> subprocess.CompletedProcess:
 def selfcheck(user_data: Path, page: Path, column: str = "") -> tuple[dict, str]:
     """The page's own record of what rendered, after every picture loaded; and the DOM."""
     anchor = "#selfcheck" + (f"={column}" if column else "")
-    dom = chromium(user_data, "--dump-dom", page.as_uri() + anchor).stdout
+    dom = chromium(user_data, "--window-size=1280,900", "--dump-dom",
+                   page.as_uri() + anchor).stdout
     found = re.search(r'data-selfcheck="([^"]*)"', dom)
     assert found, "the page's script did not run: " + dom[:300]
     return json.loads(html.unescape(found.group(1))), dom
@@ -82,6 +83,11 @@ def test_chromium_renders_the_report(run_dir, tmp_path):
     assert check["visible"] == report.PAGE_SIZE  # one page at a time
     assert check["images"] == page.read_text().count("<img ")
     assert check["broken"] == 0, check["brokenSources"]
+    assert check["pageWidth"] <= check["windowWidth"]  # nothing widens the page
+    assert check["tableWidth"] <= check["tableBox"]  # every column of quantize's table fits
+    view = check["view"]  # the first thumbnail's larger view, opened as by a click
+    assert view and view["src"].startswith("report/") and (run_dir / view["src"]).is_file()
+    assert view["width"] > 160
 
 
 def test_a_missing_thumbnail_is_seen_as_broken(run_dir, tmp_path):
@@ -99,7 +105,8 @@ def test_a_missing_thumbnail_is_seen_as_broken(run_dir, tmp_path):
 def column_values(page: str, name: str) -> list[float | None]:
     """A column of the summary table, top to bottom (None for an empty cell)."""
     table = re.split(r"<table class=.sortable.>", page)[1].split("</table>")[0]
-    header = re.findall(r"<th[^>]*>([^<]*)</th>", table.split("</thead>")[0])
+    header = [cell.replace("<wbr>", "") for cell in
+              re.findall(r"<th[^>]*>(.*?)</th>", table.split("</thead>")[0])]
     column = header.index(name)
     values = []
     for row in table.split("<tbody>")[1].split("</tr>")[:-1]:

@@ -92,15 +92,14 @@ class CpuBackend:
         return None
 
     def describe(self) -> dict[str, str]:
-        import scipy
-        import sklearn
+        from importlib.metadata import version  # not an import of scikit-learn (1-2 s)
 
         return {
             "backend": self.name,
             "device": f"cpu ({self.n_threads} threads)",
             "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__,
-            "scipy": scipy.__version__,
+            "scikit-learn": version("scikit-learn"),
+            "scipy": version("scipy"),
         }
 
     def to_device(self, a: np.ndarray) -> Array:

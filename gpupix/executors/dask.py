@@ -10,14 +10,11 @@ Nothing device-bound crosses the wire: a worker builds its own backend from the 
 *name* and its own job from the job's class and its (picklable, frozen) config, once per
 worker process, then reuses them for every later task.
 
-Jobs with a fitted artifact (a shared palette, a denoiser model) opt in with two methods::
-
-    state = job.shared_state()   # on the client, after fitting: host data, picklable
-    job.use_shared_state(state)  # on each worker, once, before its first image
-
-The state is sent to every worker once with ``client.scatter(state, broadcast=True)`` and
+A job's prepared state (what :meth:`~gpupix.jobs.base.ImageJob.prepare` returned on the
+client: a shared palette) is sent to every worker once with ``client.scatter(state,
+broadcast=True)``; each worker's job takes it with ``use_state`` before its first image, and
 tasks refer to it by its future: it is fitted once and never recomputed or re-sent per task.
-A job without ``shared_state`` (or returning None) is rebuilt from its config alone.
+A job without state (None) is rebuilt from its config alone.
 
 Failures: a task that raises is rerun ``retries`` times (``Client.submit(retries=...)``); a
 task whose worker dies is moved to another worker by the scheduler (for a cluster gpupix
@@ -47,7 +44,7 @@ from gpupix.config import ExecutorConfig, JobConfig
 from gpupix.errors import ConfigError
 from gpupix.executors.local import process_item
 from gpupix.io import InputItem
-from gpupix.jobs.base import Job
+from gpupix.jobs.base import ImageJob
 from gpupix.rows import Row, failed_row
 
 log = logging.getLogger(__name__)
@@ -131,15 +128,15 @@ class DaskExecutor:
         return cls(address=config.address, n_workers=config.n_workers, chunk=config.chunk,
                    retries=config.retries, stop=stop)
 
-    def run(self, work: Iterable[Work], job: Job, backend: Backend) -> Iterator[Row]:
+    def run(self, work: Iterable[Work], job: ImageJob, backend: Backend, state: Any = None
+            ) -> Iterator[Row]:
         """Yield one row per item, task by task in the order the tasks finish."""
         work = list(work)
         if not work:
             return
-        config = _job_config(job)
         with ExitStack() as stack:
             client = self.client or stack.enter_context(self._connect(backend))
-            yield from self._run(client, work, job, config, backend.name)
+            yield from self._run(client, work, job, state, backend.name)
 
     def _connect(self, backend: Backend) -> Any:
         try:
@@ -172,16 +169,15 @@ class DaskExecutor:
                 cluster = LocalCluster(processes=True, **options)
         return _OwnedClient(Client(cluster), cluster)
 
-    def _run(self, client: Any, work: list[Work], job: Job, config: JobConfig,
+    def _run(self, client: Any, work: list[Work], job: ImageJob, value: Any,
              backend_name: str) -> Iterator[Row]:
         from distributed import as_completed
 
         state_key, state = None, None
-        shared_state = getattr(job, "shared_state", None)
-        if shared_state is not None and (value := shared_state()) is not None:
+        if value is not None:
             [state] = client.scatter([value], broadcast=True, hash=False)
             state_key = state.key
-        job_class = type(job)
+        job_class, config = type(job), job.config
 
         stop = self.stop if self.stop is not None else threading.Event()
         outstanding: dict[str, tuple[Any, list[Work]]] = {}
@@ -251,14 +247,6 @@ class _OwnedClient:
         self.cluster.close()
 
 
-def _job_config(job: Job) -> JobConfig:
-    config = getattr(job, "config", None)
-    if not isinstance(config, JobConfig):
-        raise ConfigError(f"executor.kind: dask needs a job that keeps its JobConfig as "
-                          f"`.config`; {type(job).__name__} does not")
-    return config
-
-
 def _worker_died(exc: BaseException) -> bool:
     from distributed import KilledWorker
 
@@ -267,7 +255,7 @@ def _worker_died(exc: BaseException) -> bool:
 
 # One entry per worker process: building a backend (a CUDA context, cuML) or a job with
 # shared state costs far more than one image, so it is done once, not per task.
-_WORKER_CACHE: dict[tuple[Any, ...], tuple[Job, Backend]] = {}
+_WORKER_CACHE: dict[tuple[Any, ...], tuple[ImageJob, Backend]] = {}
 
 
 def run_chunk(job_class: type, config: JobConfig, backend_name: str, chunk: list[Work],
@@ -283,8 +271,7 @@ def run_chunk(job_class: type, config: JobConfig, backend_name: str, chunk: list
         if hasattr(backend, "n_threads"):  # a worker's share of the cores, not all of them
             backend.n_threads = _worker_threads() or backend.n_threads
         job = job_class(config)
-        if state_key is not None:
-            job.use_shared_state(state)
+        job.use_state(state)
         _WORKER_CACHE.clear()  # a worker serves one job at a time: drop the previous one
         _WORKER_CACHE[key] = (job, backend)
     job, backend = _WORKER_CACHE[key]

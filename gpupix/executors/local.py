@@ -30,19 +30,33 @@ from typing import Any
 
 from gpupix.backends.base import CALL_THREADS, Backend
 from gpupix.io import DECODE_FORMATS, DecodedImage, InputItem, decode, until_stopped, write_atomic
-from gpupix.jobs.base import Job, Processed
+from gpupix.jobs.base import ImageJob, Processed
 from gpupix.rows import IMAGE_ERRORS, ImageFacts, Row, failed_row, ok_row
 
 
-def write_outputs(job: Job, processed: Processed, outputs: list[Path]) -> list[int]:
-    contents = job.encode(processed)
+def write_outputs(job: ImageJob, processed: Processed, outputs: list[Path]
+                  ) -> tuple[list[int], dict[str, Any]]:
+    """Encode and write one image's outputs; their sizes and the metrics encoding added."""
+    encoded = job.encode(processed)
+    if len(encoded.files) != len(outputs):
+        raise ValueError(f"{type(job).__name__}.encode made {len(encoded.files)} files for "
+                         f"{len(outputs)} outputs")
     root = Path(job.config.output.dir)  # every output stays below it, through no link
-    for path, data in zip(outputs, contents, strict=True):
+    for path, data in zip(outputs, encoded.files, strict=True):
         write_atomic(path, data, root=root)
-    return [len(data) for data in contents]
+    return [len(data) for data in encoded.files], encoded.metrics
 
 
-def process_item(item: InputItem, outputs: list[Path], job: Job, backend: Backend) -> Row:
+def compute_one(job: ImageJob, item: InputItem, image: DecodedImage, backend: Backend
+                ) -> Processed:
+    """One image through the job's batch call; its error is raised here."""
+    [result] = job.process_batch([(item, image)], backend)
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def process_item(item: InputItem, outputs: list[Path], job: ImageJob, backend: Backend) -> Row:
     """Read, compute and write one image; a failure becomes a failed row, never an exception.
 
     This is the whole unit of work, used as it is by executors that ship work elsewhere.
@@ -50,11 +64,11 @@ def process_item(item: InputItem, outputs: list[Path], job: Job, backend: Backen
     start = time.perf_counter()
     try:
         image = decode(item.path)
-        processed = job.process(image, backend)
-        sizes = write_outputs(job, processed, outputs)
+        processed = compute_one(job, item, image, backend)
+        sizes, encoded = write_outputs(job, processed, outputs)
     except IMAGE_ERRORS as exc:
         return failed_row(item, outputs, exc, time.perf_counter() - start)
-    return ok_row(item, outputs, ImageFacts.of(image), processed.metrics,
+    return ok_row(item, outputs, ImageFacts.of(image), {**processed.metrics, **encoded},
                   time.perf_counter() - start, sizes)
 
 
@@ -94,11 +108,12 @@ class LocalExecutor:
         workers = self.compute_workers or (1 if backend.name == "cuda" else cores)
         return workers, max(1, cores // workers)
 
-    def run(self, work: Iterable[tuple[InputItem, list[Path]]], job: Job, backend: Backend,
-            ) -> Iterator[Row]:
+    def run(self, work: Iterable[tuple[InputItem, list[Path]]], job: ImageJob,
+            backend: Backend, state: Any = None) -> Iterator[Row]:
         """Yield one row per item, as soon as its outputs are on disk (input order).
 
-        Items not reached before ``stop`` is set yield no row: they are left for a rerun.
+        ``job`` has taken ``state`` (its prepared state) already: threads share it. Items
+        not reached before ``stop`` is set yield no row: they are left for a rerun.
         """
         stop = self.stop if self.stop is not None else threading.Event()
         workers, per_call = self.threads_for(backend)
@@ -130,7 +145,7 @@ class LocalExecutor:
                     window.take(size)
                     decoding = readers.submit(_timed_decode, item.path)
                     computing.append((item, outputs, size, computers.submit(
-                        _compute, job, backend, decoding)))
+                        _compute, job, backend, item, decoding)))
                 if not computing or stop.is_set():
                     break
                 item, outputs, size, future = computing.popleft()
@@ -211,27 +226,31 @@ def _timed_decode(path: Path) -> tuple[DecodedImage, float]:
     return decode(path), time.perf_counter() - start
 
 
-def _compute(job: Job, backend: Backend, decoding: Future[tuple[DecodedImage, float]]
+def _compute(job: ImageJob, backend: Backend, item: InputItem,
+             decoding: Future[tuple[DecodedImage, float]]
              ) -> tuple[ImageFacts, Processed, float]:
     """Wait for the decode, compute; return no pixels, so they are freed as it ends."""
     image, read_seconds = decoding.result()
     start = time.perf_counter()
-    processed = job.process(image, backend)
+    processed = compute_one(job, item, image, backend)
     return ImageFacts.of(image), processed, time.perf_counter() - start + read_seconds
 
 
-def _timed_write(job: Job, processed: Processed, outputs: list[Path]) -> tuple[list[int], float]:
+def _timed_write(job: ImageJob, processed: Processed, outputs: list[Path]
+                 ) -> tuple[list[int], dict[str, Any], float]:
     start = time.perf_counter()
-    return write_outputs(job, processed, outputs), time.perf_counter() - start
+    sizes, metrics = write_outputs(job, processed, outputs)
+    return sizes, metrics, time.perf_counter() - start
 
 
 def _finisher(item: InputItem, outputs: list[Path], facts: ImageFacts, processed: Processed,
               seconds: float, pending: Future[Any]) -> Callable[[], Row]:
     def finish() -> Row:
         try:
-            sizes, write_seconds = pending.result()
+            sizes, encoded, write_seconds = pending.result()
         except IMAGE_ERRORS as exc:
             return failed_row(item, outputs, exc, seconds)
-        return ok_row(item, outputs, facts, processed.metrics, seconds + write_seconds, sizes)
+        return ok_row(item, outputs, facts, {**processed.metrics, **encoded},
+                      seconds + write_seconds, sizes)
 
     return finish

@@ -8,23 +8,42 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from gpupix.backends.base import Backend
-from gpupix.config import JobConfig
-from gpupix.io import OUTPUT_SUFFIXES, DecodedImage, InputItem, encode_image
-from gpupix.jobs.base import Processed
+from gpupix.io import MASK_SUFFIX, OUTPUT_SUFFIXES, DecodedImage, InputItem, encode_image
+from gpupix.jobs.base import Encoded, ImageJob, Processed
 from gpupix.jobs.hints import ReportHints
 from gpupix.ops.corrupt import corrupt
 from gpupix.ops.noise import NoiseModel
+from gpupix.settings import Section
 
-MASK_SUFFIX = ".mask.png"
+
+class HolesConfig(Section):
+    count: int = Field(0, ge=0, le=100_000)
+    size: int = Field(40, ge=1, le=65_535)
 
 
-def encode_png(pixels: np.ndarray) -> bytes:
-    """PNG bytes of an (H, W) grey or (H, W, 3|4) uint8 array."""
-    return encode_image(pixels)
+class CorruptConfig(Section):
+    drop: float = Field(0.3, ge=0.0, le=0.99)
+    holes: HolesConfig = HolesConfig()
+    noise: Literal["none", "gaussian", "uniform", "salt_pepper"] = "none"
+    sigma: float = Field(25.0, ge=0.0, le=1000.0)
+    low: int = Field(0, ge=-1000, le=1000)
+    high: int = Field(500, ge=-1000, le=1000)
+    amount: float = Field(0.05, ge=0.0, le=1.0)
+    mark: Literal["magenta", "black", "transparent"] = "magenta"
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> CorruptConfig:
+        if self.low >= self.high:
+            raise ValueError(f"uniform noise needs low < high, got low={self.low}, "
+                             f"high={self.high}")
+        return self
+
 
 
 def image_seed(seed: int, path: Path | None) -> list[int]:
@@ -34,21 +53,20 @@ def image_seed(seed: int, path: Path | None) -> list[int]:
     return [seed, zlib.crc32(name.encode("utf-8"))]
 
 
-class CorruptJob:
+class CorruptJob(ImageJob):
     name = "corrupt"
+    settings_model = CorruptConfig
+    exact_colors = True  # the key colour marks the missing pixels; a blur would lose them
 
     report_hints = ReportHints(input_label="clean", output_label="damaged",
                                input_is_damage_source=True, columns=("psnr", "dropped"))
-
-    def __init__(self, config: JobConfig) -> None:
-        self.config = config
-        self.settings = config.corrupt
 
     def output_relatives(self, item: InputItem) -> list[Path]:
         damaged = item.relative.with_suffix(OUTPUT_SUFFIXES[self.config.output.format])
         return [damaged, damaged.with_name(damaged.stem + MASK_SUFFIX)]
 
-    def process(self, image: DecodedImage, backend: Backend) -> Processed:
+    def process(self, item: InputItem | None, image: DecodedImage, backend: Backend
+                ) -> Processed:
         s = self.settings
         rgb = np.ascontiguousarray(image.rgb)
         noise = None if s.noise == "none" else NoiseModel(
@@ -76,6 +94,6 @@ class CorruptJob:
         mask = np.where(missing, 255, 0).astype(np.uint8)
         return Processed(payload={"damaged": damaged, "mask": mask}, metrics=metrics)
 
-    def encode(self, processed: Processed) -> list[bytes]:
+    def encode(self, processed: Processed) -> Encoded:
         damaged = encode_image(processed.payload["damaged"], format=self.config.output.format)
-        return [damaged, encode_png(processed.payload["mask"])]
+        return Encoded([damaged, encode_image(processed.payload["mask"])])

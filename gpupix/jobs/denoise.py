@@ -18,12 +18,12 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field, field_validator, model_validator
 
 from gpupix.backends.base import Array, Backend
-from gpupix.config import JobConfig, NoiseConfig
 from gpupix.errors import ConfigError, ImageError
 from gpupix.io import (
     OUTPUT_SUFFIXES,
@@ -34,7 +34,7 @@ from gpupix.io import (
     read_ahead,
     write_atomic,
 )
-from gpupix.jobs.base import Processed
+from gpupix.jobs.base import Encoded, ImageJob, Processed, WholeSetJob, WholeSetResult
 from gpupix.jobs.hints import ReportHints
 from gpupix.ops._xp import array_namespace, clip
 from gpupix.ops.denoise import (
@@ -52,6 +52,101 @@ from gpupix.ops.denoise import (
 )
 from gpupix.ops.metrics import compute_metrics, psnr, rmse
 from gpupix.ops.noise import NoiseModel
+from gpupix.settings import NoiseConfig, Section, odd, shown
+
+
+class FitDenoiserConfig(Section):
+    path_fields: ClassVar[tuple[str, ...]] = ("clean",)
+
+    kind: Literal["whole", "patch"] = "whole"
+    noise: NoiseConfig = NoiseConfig()
+    clean: str | None = None          # paired mode: folder of clean images named as the inputs
+    copies: int = Field(4, ge=1, le=64)
+    patch: int = Field(5, ge=1, le=15)
+    samples: int = Field(100_000, ge=100, le=20_000_000)
+    components: int | None = Field(None, ge=1, le=4096)   # None: 64 (whole), 16 (patch)
+    k: int = Field(30, ge=1, le=1000)
+    weights: Literal["uniform", "distance", "gaussian"] = "gaussian"
+    h: float = Field(0.25, gt=0, le=100)
+    ridge: float = Field(1e-3, ge=0, le=100)
+    holdout: float = Field(0.2, ge=0, lt=1)
+    model: str = "model.npz"
+
+    @field_validator("patch")
+    @classmethod
+    def _patch_is_odd(cls, value: int) -> int:
+        return odd(value)
+
+    @model_validator(mode="after")
+    def _resolved_components(self) -> FitDenoiserConfig:
+        if self.components is None:  # resolved here so summary.json shows it
+            object.__setattr__(self, "components", 64 if self.kind == "whole" else 16)
+        return self
+
+    @field_validator("model")
+    @classmethod
+    def _plain_file_name(cls, name: str) -> str:
+        if not name.endswith(".npz") or "/" in name or "\\" in name:
+            raise ValueError(f"must be a file name ending in .npz (written in output.dir), "
+                             f"got {shown(name)}")
+        return name
+
+    def check_paths(self, name: str) -> None:
+        if self.clean is not None and not Path(self.clean).is_dir():
+            raise ConfigError(f"{name}.clean: {self.clean!r} is not a directory (of clean "
+                              "images named as the inputs)")
+
+
+class DenoiseConfig(Section):
+    path_fields: ClassVar[tuple[str, ...]] = ("model",)
+
+    method: Literal["self", "model"] = "self"
+    model: str | None = None          # method model: a .npz written by fit_denoiser
+    noise: NoiseConfig | None = None  # corrupt the (clean) inputs first, then score the result
+    difference: bool = False          # with noise: also write |denoised - clean| as name.diff.png
+    k: int | None = Field(None, ge=1, le=1000)  # model: its own (null); global search: 32
+    search: Literal["window", "global"] = "window"   # method self: where neighbours are sought
+    patch: int | None = Field(None, ge=1, le=15)     # None: 3 (window), 5 (global)
+    window: int = Field(7, ge=3, le=41)
+    stride: int = Field(2, ge=1, le=15)              # global: every stride-th patch queries
+    components: int | None = Field(None, ge=1, le=64)  # None: 4 (window), 8 (global)
+    h: float = Field(1.0, gt=0, le=100)
+    sigma: float | None = Field(None, gt=0, le=255)
+    tile: int = Field(128, ge=16, le=8192)
+    batch: int = Field(65536, ge=256, le=16_777_216)
+
+    @field_validator("patch", "window")
+    @classmethod
+    def _patch_is_odd(cls, value: int | None) -> int | None:
+        return value if value is None else odd(value)
+
+    @model_validator(mode="after")
+    def _model_for_method(self) -> DenoiseConfig:
+        if self.method == "model" and not self.model:
+            raise ValueError("method 'model' needs denoise.model: path to a fit_denoiser .npz")
+        if self.method == "self" and self.model:
+            raise ValueError("denoise.model is given but method is 'self'; "
+                             "use method: model to use it")
+        if self.difference and self.noise is None:
+            raise ValueError("denoise.difference needs denoise.noise: the difference is taken "
+                             "against the clean input")
+        if self.method == "self":  # the defaults, resolved here so summary.json shows them
+            wide = self.search == "global"
+            defaults = {"patch": 5 if wide else 3, "components": 8 if wide else 4,
+                        "k": 32 if wide else None}
+            for key, value in defaults.items():
+                if getattr(self, key) is None:
+                    object.__setattr__(self, key, value)
+        if self.search == "global" and self.patch is not None and self.stride > self.patch:
+            raise ValueError(f"denoise.stride ({self.stride}) must be at most denoise.patch "
+                             f"({self.patch}), or some pixels are in no patch")
+        return self
+
+    def check_paths(self, name: str) -> None:
+        if self.model is not None and not Path(self.model).is_file():
+            raise ConfigError(f"{name}.model: {self.model!r} does not exist (write one with a "
+                              "fit_denoiser job)")
+
 
 Row = dict[str, Any]
 
@@ -73,11 +168,6 @@ def channels_of(image: DecodedImage) -> np.ndarray:
     """(H, W, 1) for a grey image (one channel is enough), else (H, W, 3), uint8."""
     rgb = image.rgb
     return np.ascontiguousarray(rgb[..., :1] if is_grey(rgb) else rgb)
-
-
-def encode_png(values: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
-    """PNG of (H, W, 1|3) uint8 values (grey or RGB), with an optional (H, W) alpha plane."""
-    return encode_image(_with_alpha(values, alpha))
 
 
 def _with_alpha(values: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
@@ -105,17 +195,17 @@ def as_rgb(values: Array) -> Array:
     return xp.concat([values] * 3, axis=2)
 
 
-class DenoiseJob:
+class DenoiseJob(ImageJob):
     name = "denoise"
+    settings_model = DenoiseConfig
     report_hints = ReportHints(input_label="noisy", output_label="denoised",
                                diff_against_input=True,
                                columns=("psnr", "psnr_noisy", "ssim", "sigma"))
 
-    def __init__(self, config: JobConfig, *, model: KnnDenoiser | None = None) -> None:
+    def __init__(self, config: Any, *, model: KnnDenoiser | None = None) -> None:
         """``model``: an already fitted denoiser (the Python API), instead of reading
         ``denoise.model``."""
-        self.config = config
-        self.settings = config.denoise
+        super().__init__(config)
         self.noise = noise_model(self.settings.noise) if self.settings.noise else None
         self.model: KnnDenoiser | None = model
         if self.settings.method == "model" and model is None:
@@ -145,7 +235,8 @@ class DenoiseJob:
                 model = self._on_device[id(backend)] = self.model.to_backend(backend)
             return model
 
-    def process(self, image: DecodedImage, backend: Backend) -> Processed:
+    def process(self, item: InputItem | None, image: DecodedImage, backend: Backend
+                ) -> Processed:
         xp = backend.xp
         settings = self.settings
         values = channels_of(image)
@@ -209,46 +300,35 @@ class DenoiseJob:
         return denoise_patchwise(model, noisy, backend=backend, k=self.settings.k,
                                  batch=self.settings.batch)
 
-    def encode(self, processed: Processed) -> list[bytes]:
+    def encode(self, processed: Processed) -> Encoded:
         payload = processed.payload
         output = self.config.output
         contents = [encode_image(_with_alpha(payload["denoised"], payload["alpha"]),
                                  format=output.format, quality=output.quality)]
         if payload["noisy"] is not None:
-            contents.append(encode_png(payload["noisy"], payload["alpha"]))
+            contents.append(encode_image(_with_alpha(payload["noisy"], payload["alpha"])))
         if payload["difference"] is not None:
-            contents.append(encode_png(payload["difference"]))
-        return contents
+            contents.append(encode_image(_with_alpha(payload["difference"], None)))
+        return Encoded(contents)
 
 
-class FitDenoiserJob:
+class FitDenoiserJob(WholeSetJob):
     """Fit one :class:`~gpupix.ops.denoise.KnnDenoiser` from every input image."""
 
     name = "fit_denoiser"
+    settings_model = FitDenoiserConfig
     report_hints = ReportHints(input_label="training image", output_label="model")
 
-    def __init__(self, config: JobConfig) -> None:
-        self.config = config
-        self.settings = config.fit_denoiser
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
         self.noise = noise_model(self.settings.noise)
-        if self.settings.clean is not None and not Path(self.settings.clean).is_dir():
-            raise ConfigError(f"fit_denoiser.clean: {self.settings.clean!r} is not a folder "
-                              "(paired mode needs the clean images named as the inputs)")
-        self.summary_extra: dict[str, Any] = {}
 
-    # The per-image protocol, for completeness: the pipeline calls run_whole_set instead.
     def output_relatives(self, item: InputItem) -> list[Path]:
+        """Every input goes into the one model file."""
         return [Path(self.settings.model)]
 
-    def process(self, image: DecodedImage, backend: Backend) -> Processed:
-        raise TypeError("fit_denoiser fits one model from the whole set: use run_whole_set")
-
-    def encode(self, processed: Processed) -> list[bytes]:
-        raise TypeError("fit_denoiser fits one model from the whole set: use run_whole_set")
-
-    # ------------------------------------------------------------------ whole set
     def run_whole_set(self, items: list[InputItem], output_dir: Path, backend: Backend,
-                      advance: Callable[[Row], None]) -> list[Row]:
+                      advance: Callable[[Row], None]) -> WholeSetResult:
         """Read, fit, score on held-out images, write the model; one row per input."""
         settings = self.settings
         model_path = output_dir / settings.model
@@ -257,9 +337,9 @@ class FitDenoiserJob:
                      "error": None, "seconds": 0.0} for item in items]
             for row in rows:
                 advance(row)
-            self.summary_extra = {"model": {"path": str(model_path), "fitted": False,
-                                            "reason": "exists (output.overwrite: false)"}}
-            return rows
+            return WholeSetResult(rows, {"model": {
+                "path": str(model_path), "fitted": False,
+                "reason": "exists (output.overwrite: false)"}})
         rng = np.random.default_rng(self.config.seed)
         order = rng.permutation(len(items))
         held = int(math.floor(settings.holdout * len(items)))
@@ -300,10 +380,9 @@ class FitDenoiserJob:
             advance(row)
         data = save_model(model, backend)
         write_atomic(model_path, data, root=output_dir)
-        self.summary_extra = {"model": {"path": str(model_path), "bytes": len(data),
-                                        "fitted": True, "fit_seconds": round(fit_seconds, 3),
-                                        **model.meta}}
-        return rows
+        return WholeSetResult(rows, {"model": {
+            "path": str(model_path), "bytes": len(data), "fitted": True,
+            "fit_seconds": round(fit_seconds, 3), **model.meta}})
 
     def _read(self, items: list[InputItem], output_dir: Path):
         """Yield (item, (clean, noisy or None), row) in input order, decoding ahead."""

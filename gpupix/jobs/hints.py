@@ -24,7 +24,7 @@ class ReportHints:
     input_is_damage_source : bool
         The input is the clean image the job damages (corrupt): it is never relabelled as
         "clean original" and the panels keep their order.
-    key_colour_panel : bool
+    key_color_panel : bool
         Missing pixels (a mask in the row, or the mask file beside the input) are painted in
         the config's ``key_color`` on the input panel, and the mask is shown (inpaint).
     columns : tuple of str
@@ -37,7 +37,7 @@ class ReportHints:
     output_label: str = "output"
     diff_against_input: bool = False
     input_is_damage_source: bool = False
-    key_colour_panel: bool = False
+    key_color_panel: bool = False
     columns: tuple[str, ...] = ()
     marks: tuple[str, ...] = ()
 

@@ -8,14 +8,16 @@ exists. An image with no missing pixel passes through unchanged, with a note.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from gpupix.backends.base import Array, Backend
-from gpupix.config import JobConfig
-from gpupix.errors import ImageError
+from gpupix.errors import ConfigError, ImageError
 from gpupix.io import (
     IMAGE_SUFFIXES,
+    MASK_SUFFIX,
     OUTPUT_SUFFIXES,
     DecodedImage,
     InputItem,
@@ -25,11 +27,70 @@ from gpupix.io import (
     is_glob,
     open_image,
 )
-from gpupix.jobs.base import Processed
+from gpupix.jobs.base import Encoded, ImageJob, Processed
 from gpupix.jobs.hints import ReportHints
 from gpupix.jobs.quantize import metric_grid
+from gpupix.ops.corrupt import KEY_COLOUR
 from gpupix.ops.inpaint import choose_k, inpaint
 from gpupix.ops.metrics import compute_metrics, psnr
+from gpupix.settings import Section, shown
+
+
+class InpaintConfig(Section):
+    path_fields: ClassVar[tuple[str, ...]] = ("reference",)
+
+    mask: Literal["auto", "file", "key_color", "alpha"] = "auto"
+    mask_suffix: str = Field(MASK_SUFFIX, min_length=1)
+    key_color: str = "#{:02x}{:02x}{:02x}".format(*KEY_COLOUR)
+    # RGB distance to key_color that still counts as keyed: marks saved as JPEG (quality 90)
+    # come back blurred; 80 finds 95% of their pixels (exact matching: 5%) and no pixel of
+    # the photos tried; 0 is exact matching (for saturated art near the key colour)
+    key_tolerance: float = Field(80.0, ge=0.0, le=441.7)
+    k: int | Literal["auto"] = "auto"
+    weights: Literal["uniform", "distance"] = "distance"
+    method: Literal["smooth", "knn", "knn_linear", "vote"] = "smooth"
+    reference: str | None = None
+    tile: int = Field(256, ge=16, le=16_384)
+
+    @field_validator("mask_suffix")
+    @classmethod
+    def _a_name_ending(cls, suffix: str) -> str:
+        # the mask is the file beside its image: a suffix with a separator would name another
+        if "/" in suffix or "\\" in suffix:
+            raise ValueError(f"must end a file name (no / or \\), got {shown(suffix)}")
+        return suffix
+
+    @field_validator("key_color")
+    @classmethod
+    def _hex_colour(cls, value: str) -> str:
+        text = value.strip().lstrip("#")
+        if len(text) != 6 or any(c not in "0123456789abcdefABCDEF" for c in text):
+            from PIL import ImageColor
+
+            try:  # a colour name, as corrupt's mark takes one: magenta, black, ...
+                rgb = ImageColor.getrgb(value.strip())[:3]
+            except ValueError:
+                raise ValueError(f"must be a colour like '#ff00ff' or a name like 'magenta', "
+                                 f"got {shown(value)}") from None
+            return "#{:02x}{:02x}{:02x}".format(*rgb)
+        return "#" + text.lower()
+
+    @field_validator("k")
+    @classmethod
+    def _k_in_range(cls, k: int | str) -> int | str:
+        if k != "auto" and not 1 <= k <= 64:
+            raise ValueError(f"must be 1..64 or auto, got {shown(k)}")
+        return k
+
+    @property
+    def key_rgb(self) -> tuple[int, int, int]:
+        text = self.key_color.lstrip("#")
+        return int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16)
+
+    def check_paths(self, name: str) -> None:
+        if self.reference is not None and not Path(self.reference).is_dir():
+            raise ConfigError(f"{name}.reference: {self.reference!r} is not a directory")
+
 
 
 def read_mask(mask_path: Path, image_path: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -56,17 +117,14 @@ def keyed_pixels(rgb: np.ndarray, key: tuple[int, int, int], tolerance: float) -
     return np.einsum("hwc,hwc->hw", difference, difference) <= tolerance * tolerance
 
 
-class InpaintJob:
+class InpaintJob(ImageJob):
     name = "inpaint"
+    settings_model = InpaintConfig
 
     report_hints = ReportHints(input_label="damaged", output_label="repaired",
-                               key_colour_panel=True,
+                               key_color_panel=True,
                                columns=("psnr_missing", "psnr", "ssim", "k", "missing_pixels"),
                                marks=("missing_pixels",))
-
-    def __init__(self, config: JobConfig) -> None:
-        self.config = config
-        self.settings = config.inpaint
 
     def accepts(self, item: InputItem) -> bool:
         """Mask files found among the inputs are masks, not images to repair."""
@@ -95,7 +153,8 @@ class InpaintJob:
                 return transparent, "alpha"
         return keyed_pixels(image.rgb, s.key_rgb, s.key_tolerance), "key_color"
 
-    def process(self, image: DecodedImage, backend: Backend) -> Processed:
+    def process(self, item: InputItem | None, image: DecodedImage, backend: Backend
+                ) -> Processed:
         s = self.settings
         missing, source = self.find_missing(image)
         rgb = np.ascontiguousarray(image.rgb)
@@ -190,7 +249,7 @@ class InpaintJob:
             metrics["psnr_missing"] = round(value, 4)
         return metrics
 
-    def encode(self, processed: Processed) -> list[bytes]:
+    def encode(self, processed: Processed) -> Encoded:
         output = self.config.output
-        return [encode_image(processed.payload["image"], format=output.format,
-                             quality=output.quality)]
+        return Encoded([encode_image(processed.payload["image"], format=output.format,
+                                     quality=output.quality)])

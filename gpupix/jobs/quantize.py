@@ -11,14 +11,15 @@ premultiplied RGBA (:mod:`gpupix.ops.alpha`). ``min_quality`` refuses images tha
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator, model_validator
 
 from gpupix.backends.base import Backend
-from gpupix.config import JobConfig, QualityTarget
 from gpupix.errors import ImageError, QualityError
 from gpupix.io import (
     OUTPUT_SUFFIXES,
@@ -29,12 +30,12 @@ from gpupix.io import (
     read_ahead,
     write_atomic,
 )
-from gpupix.jobs.base import Processed
+from gpupix.jobs.base import Encoded, ImageJob, Processed
 from gpupix.jobs.hints import ReportHints
 from gpupix.ops.alpha import quantize_rgba
 from gpupix.ops.color import ciede2000, rgb_to_lab
 from gpupix.ops.dither import floyd_steinberg
-from gpupix.ops.metrics import compute_metrics, delta_e, palette_metrics
+from gpupix.ops.metrics import compute_metrics, delta_e, palette_metrics, psnr_from_mse
 from gpupix.ops.palette_search import (
     ROUGH_BITS,
     HistogramAccumulator,
@@ -44,8 +45,9 @@ from gpupix.ops.palette_search import (
     sweep_k,
     total_square,
 )
-from gpupix.ops.quantize import assign, colour_histogram, fit_palette, quantize
+from gpupix.ops.quantize import assign, color_histogram, fit_palette, quantize
 from gpupix.palette_io import load_palette, palette_json, palette_png
+from gpupix.settings import QualityTarget, Section, shown
 
 # CIEDE2000 and SSIM are costly per pixel; above this many pixels they are measured on a
 # regular grid of pixels (every n-th row and column), which keeps them unbiased and cheap.
@@ -54,7 +56,84 @@ PALETTE_JSON = "palette.json"
 PALETTE_PNG = "palette.png"
 
 
-def count_unique_colours(rgb: np.ndarray, visible: np.ndarray | None = None) -> int:
+class QuantizeConfig(Section):
+    k: int | Literal["auto"] = 16
+    color_space: Literal["rgb", "lab", "oklab", "rgb_lab"] = "rgb_lab"
+    max_iter: int = Field(100, ge=1, le=10_000)
+    target: QualityTarget | None = None
+    min_quality: QualityTarget | None = None
+    max_k: int = 256
+    palette: str = "per_image"
+    dither: Literal["none", "floyd_steinberg"] = "none"
+    dither_strength: float = Field(1.0, ge=0.0, le=1.0)
+    sweep: bool = False
+    skip_if_larger: bool = False
+
+    @field_validator("k", "max_k")
+    @classmethod
+    def _k_fits_a_palette(cls, k: int | str) -> int | str:
+        if k != "auto" and not 2 <= k <= 256:  # type: ignore[operator]
+            raise ValueError("must be 2..256 (a palette PNG holds at most 256 colours), "
+                             f"got {shown(k)}")
+        return k
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k_is_auto_or_whole(cls, k: Any) -> Any:
+        # one message for the union int | "auto", not one per member
+        if k != "auto" and (isinstance(k, bool) or not isinstance(k, int)):
+            raise ValueError("must be auto or a whole number 2..256")
+        return k
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dither_mapping(cls, data: Any) -> Any:
+        # `dither: {floyd_steinberg: 0.8}` is `dither: floyd_steinberg` at strength 0.8
+        if isinstance(data, dict) and isinstance(data.get("dither"), dict):
+            dither = data["dither"]
+            if len(dither) != 1:
+                raise ValueError("dither: expected one method and its strength, "
+                                 f"got {shown(dither)}")
+            (method, strength), = dither.items()
+            data = {**data, "dither": method, "dither_strength": strength}
+        return data
+
+    @field_validator("palette")
+    @classmethod
+    def _palette_source(cls, palette: str) -> str:
+        if palette not in ("per_image", "shared") and not palette.endswith((".json", ".png")):
+            raise ValueError("must be per_image, shared, or the path of a palette.json or "
+                             "palette.png to reuse")
+        return palette
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QuantizeConfig:
+        if self.k == "auto" and self.target is None:
+            raise ValueError("k: auto needs a target, e.g. target: {psnr: 38}")
+        if self.k != "auto" and self.target is not None:
+            raise ValueError(f"target is used only with k: auto, but k is {self.k}")
+        if self.palette not in ("per_image", "shared") and (self.k == "auto" or self.sweep):
+            raise ValueError(f"palette {shown(self.palette)} is a fixed palette: k: auto and sweep "
+                             "do not apply")
+        return self
+
+    @property
+    def fixed_palette(self) -> str | None:
+        """The path of a palette to reuse, or None when the palette is fitted here."""
+        return None if self.palette in ("per_image", "shared") else self.palette
+
+    def resolve_paths(self, resolve: Callable[[str, str], str], name: str) -> QuantizeConfig:
+        if self.fixed_palette is None:  # per_image, shared: names, not paths
+            return self
+        return self.model_copy(update={"palette": resolve(self.palette, f"{name}.palette")})
+
+    def check_paths(self, name: str) -> None:
+        if self.fixed_palette is not None:  # read as run reads it: ConfigError naming it
+            load_palette(self.fixed_palette, field=f"{name}.palette")
+
+
+
+def count_unique_colors(rgb: np.ndarray, visible: np.ndarray | None = None) -> int:
     """Number of distinct RGB colours, through a 2**24 presence table (no sort)."""
     codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
     if visible is not None:
@@ -88,13 +167,24 @@ def size_accounting(height: int, width: int, colours: int, *, alpha_in: bool,
             "theoretical_ratio": round(bits_raw / (bits_palette + bits_indices), 4)}
 
 
+def add_transparent_entry(palette: np.ndarray, alpha: np.ndarray | None = None, *,
+                          last: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``palette`` with one fully transparent entry (black, alpha 0) first, or last to keep
+    a given palette's indices; the other entries keep their alpha (opaque when None)."""
+    alpha = np.full(len(palette), 255, np.uint8) if alpha is None else np.asarray(alpha, np.uint8)
+    clear_colour, clear_alpha = np.zeros((1, 3), np.uint8), np.zeros(1, np.uint8)
+    if last:
+        return np.concatenate([palette, clear_colour]), np.concatenate([alpha, clear_alpha])
+    return np.concatenate([clear_colour, palette]), np.concatenate([clear_alpha, alpha])
+
+
 def premultiplied_rgb(rgba: np.ndarray) -> np.ndarray:
     """(H, W, 4) uint8 -> (H, W, 3) uint8 colour x alpha / 255: the image over black (host)."""
     values = rgba[..., :3].astype(np.float32) * (rgba[..., 3:4].astype(np.float32) / 255.0)
     return np.rint(values).astype(np.uint8)
 
 
-def pixel_quality(metric: str, reference: np.ndarray, result: np.ndarray,
+def image_quality(metric: str, reference: np.ndarray, result: np.ndarray,
                   visible: np.ndarray | None) -> float:
     """``psnr`` over every (visible) pixel, or mean CIEDE2000 on the metric grid (host)."""
     if metric == "psnr":
@@ -102,7 +192,7 @@ def pixel_quality(metric: str, reference: np.ndarray, result: np.ndarray,
         b = result.astype(np.float64)
         squared = ((a - b) ** 2).mean(axis=-1)
         mse = float(squared[visible].mean() if visible is not None else squared.mean())
-        return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+        return psnr_from_mse(mse)
     step = metric_grid(reference.shape)
     a, b = reference[::step, ::step], result[::step, ::step]
     if visible is None:  # one CIEDE2000 per distinct pair of colours
@@ -113,18 +203,19 @@ def pixel_quality(metric: str, reference: np.ndarray, result: np.ndarray,
     return float(difference.mean())
 
 
-class QuantizeJob:
+class QuantizeJob(ImageJob):
     name = "quantize"
+    settings_model = QuantizeConfig
+    exact_colors = True  # a palette image: a lossy format would add colours
 
     report_hints = ReportHints(input_label="original", output_label="quantized",
                                diff_against_input=True,
-                               columns=("psnr", "delta_e", "ssim", "k", "colours_out",
+                               columns=("psnr", "delta_e", "ssim", "k", "colors_out",
                                         "bytes_ratio"),
-                               marks=("colours_out",))
+                               marks=("colors_out",))
 
-    def __init__(self, config: JobConfig) -> None:
-        self.config = config
-        self.settings = config.quantize
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
         # (colours (m, 3) uint8, alpha (m,) uint8 or None): one palette for every image
         self.fixed: tuple[np.ndarray, np.ndarray | None] | None = None
 
@@ -132,7 +223,7 @@ class QuantizeJob:
         return [item.relative.with_suffix(OUTPUT_SUFFIXES[self.config.output.format])]
 
     # ---------------------------------------------------------------- shared palette
-    def prepare(self, items: list[InputItem], backend: Backend) -> None:
+    def prepare(self, items: list[InputItem], backend: Backend) -> dict[str, Any] | None:
         """``palette: shared``: fit one palette on a histogram merged over every input
         (``palette: path``: read it).
 
@@ -142,10 +233,10 @@ class QuantizeJob:
         fail in the per-image pass. Writes ``palette.json`` and ``palette.png``.
         """
         if self.settings.fixed_palette is not None:  # a bad file: ConfigError, exit 2
-            self.fixed = load_palette(self.settings.fixed_palette)
-            return
+            colours, alpha = load_palette(self.settings.fixed_palette)
+            return {"colours": colours, "alpha": alpha}
         if self.settings.palette != "shared":
-            return
+            return None
         settings = self.settings
         accumulator = HistogramAccumulator()
         transparent_seen = False
@@ -161,7 +252,7 @@ class QuantizeJob:
                     transparent_seen |= not visible.all()
                 rgb = backend.to_device(np.ascontiguousarray(image.rgb))
                 weights = None if visible is None else backend.to_device(visible.reshape(-1))
-                histogram = colour_histogram(rgb, bits=accumulator.bits, weights=weights)
+                histogram = color_histogram(rgb, bits=accumulator.bits, weights=weights)
                 accumulator.add(histogram, backend, total_square(rgb, weights))
                 del image, rgb, histogram
         if accumulator.images == 0:
@@ -188,27 +279,23 @@ class QuantizeJob:
                 max_iter=settings.max_iter))
         alpha = None
         if reserve:
-            palette = np.concatenate([np.zeros((1, 3), np.uint8), palette])
-            alpha = np.full(len(palette), 255, np.uint8)
-            alpha[0] = 0
-        self.fixed = (palette, alpha)
+            palette, alpha = add_transparent_entry(palette)
         output_dir = Path(self.config.output.dir)
         write_atomic(output_dir / PALETTE_JSON, palette_json(palette, alpha, **info),
                      root=output_dir)
         write_atomic(output_dir / PALETTE_PNG, palette_png(palette, alpha), root=output_dir)
+        return {"colours": palette, "alpha": alpha}
 
-    def shared_state(self) -> dict[str, Any] | None:
-        """The palette every image is mapped onto (shared or given), for remote executors."""
-        if self.fixed is None:
-            return None
-        return {"colours": self.fixed[0], "alpha": self.fixed[1]}
-
-    def use_shared_state(self, state: dict[str, Any]) -> None:
+    def use_state(self, state: dict[str, Any] | None) -> None:
+        """The palette every image is mapped onto (shared or given)."""
+        if state is None:
+            return
         self.fixed = (np.asarray(state["colours"], np.uint8),
                       None if state["alpha"] is None else np.asarray(state["alpha"], np.uint8))
 
     # ---------------------------------------------------------------- one image
-    def process(self, image: DecodedImage, backend: Backend) -> Processed:
+    def process(self, item: InputItem | None, image: DecodedImage, backend: Backend
+                ) -> Processed:
         rgb = np.ascontiguousarray(image.rgb)
         alpha_channel = image.pixels[..., 3] if image.has_alpha else None
         transparent = None if alpha_channel is None else alpha_channel == 0
@@ -220,9 +307,10 @@ class QuantizeJob:
         notes: list[str] = []  # the executor adds the decoder's own notes
         extra: dict[str, Any] = {}
         if visible is not None and not visible.any():  # nothing to fit: one transparent entry
-            palette, indices = np.zeros((1, 3), np.uint8), np.zeros(rgb.shape[:2], np.uint8)
-            return self._result(image, rgb, palette, indices, np.zeros(1, np.uint8), visible,
-                                backend, notes, extra, partial=False)
+            palette, alpha = add_transparent_entry(np.zeros((0, 3), np.uint8))
+            indices = np.zeros(rgb.shape[:2], np.uint8)
+            return self._result(image, rgb, palette, indices, alpha, visible, backend, notes,
+                                extra, partial=False)
         if self.fixed is not None:
             palette, alpha, indices = self._apply_fixed(rgb, visible, backend, notes)
             if partial:
@@ -264,7 +352,7 @@ class QuantizeJob:
             result = quantize(rgb, k=settings.k - reserve, **options)
             palette_dev, indices_dev = result.palette, result.indices
         if settings.sweep:
-            histogram = colour_histogram(rgb, bits=ROUGH_BITS, weights=weights)
+            histogram = color_histogram(rgb, bits=ROUGH_BITS, weights=weights)
             extra["sweep"] = sweep_k(histogram, backend=backend,
                                      square_sum=total_square(rgb, weights),
                                      max_k=settings.max_k - reserve,
@@ -289,10 +377,8 @@ class QuantizeJob:
                                 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         if visible is None:
             return palette, None, indices
-        palette = np.concatenate([np.zeros((1, 3), np.uint8), palette])
+        palette, alpha = add_transparent_entry(palette)  # tRNS: entry 0 transparent
         indices = np.where(visible, indices.astype(np.uint16) + 1, 0).astype(np.uint8)
-        alpha = np.full(len(palette), 255, np.uint8)
-        alpha[0] = 0  # tRNS: entry 0 transparent, the rest opaque
         return palette, alpha, indices
 
     def _apply_fixed(self, rgb_host: np.ndarray, visible: np.ndarray | None, backend: Backend,
@@ -310,10 +396,7 @@ class QuantizeJob:
                 raise ImageError("the image has transparent pixels but the palette has no "
                                  "transparent entry and no room for one")
             notes.append("transparent entry appended to the palette")
-            alpha = np.full(len(palette) + 1, 255, np.uint8) if alpha is None \
-                else np.concatenate([alpha, [0]]).astype(np.uint8)
-            alpha[-1] = 0
-            palette = np.concatenate([palette, np.zeros((1, 3), np.uint8)])
+            palette, alpha = add_transparent_entry(palette, alpha, last=True)
             clear = [len(palette) - 1]
         entries = palette[opaque]
         if self._dithering:  # host-side, as for fitted palettes
@@ -322,7 +405,7 @@ class QuantizeJob:
         else:
             rgb = backend.to_device(rgb_host)
             weights = None if visible is None else backend.to_device(visible.reshape(-1))
-            histogram = colour_histogram(rgb, weights=weights)
+            histogram = color_histogram(rgb, weights=weights)
             labels = assign(histogram, backend.to_device(entries), backend=backend,
                             color_space=self.settings.color_space)
             local = backend.to_host(labels).reshape(rgb_host.shape[:2])
@@ -350,7 +433,7 @@ class QuantizeJob:
             indices = backend.to_host(result.indices)
             quality = math.nan
             if settings.target is not None:  # judged as the metrics are: premultiplied colour
-                quality = pixel_quality(
+                quality = image_quality(
                     settings.target.metric, premultiplied_rgb(pixels),
                     premultiplied_rgb(np.dstack([colours[indices], alpha[indices]])), visible)
             return (colours, alpha), indices, quality
@@ -384,8 +467,8 @@ class QuantizeJob:
         settings = self.settings
         height, width = rgb.shape[:2]
         metrics: dict[str, Any] = {
-            "unique_colours_in": count_unique_colours(rgb, visible),
-            "colours_out": int(len(palette)),
+            "unique_colors_in": count_unique_colors(rgb, visible),
+            "colors_out": int(len(palette)),
         }
         metrics.update(size_accounting(height, width, len(palette), alpha_in=image.has_alpha,
                                        alpha_out=alpha is not None))
@@ -418,9 +501,9 @@ class QuantizeJob:
             if visible is not None:  # transparent pixels are not judged, by any metric
                 for name in ("psnr", "delta_e"):
                     if name in values:
-                        values[name] = pixel_quality(name, reference_rgb, result_rgb, visible)
+                        values[name] = image_quality(name, reference_rgb, result_rgb, visible)
                 if "rmse" in values:
-                    psnr_visible = pixel_quality("psnr", reference_rgb, result_rgb, visible)
+                    psnr_visible = image_quality("psnr", reference_rgb, result_rgb, visible)
                     values["rmse"] = 255.0 * 10 ** (-psnr_visible / 20)
             metrics.update({name: round(value, 4) for name, value in values.items()})
         judged_by = settings.target or settings.min_quality
@@ -428,7 +511,7 @@ class QuantizeJob:
             if result_rgb is None:
                 result_rgb = palette[indices]
             metrics["quality_metric"] = judged_by.metric
-            metrics["quality"] = _round(pixel_quality(judged_by.metric, reference_rgb,
+            metrics["quality"] = _round(image_quality(judged_by.metric, reference_rgb,
                                                       result_rgb, visible))
             if judged_by.metric in metrics:  # one number: what is reported is what is judged
                 metrics[judged_by.metric] = metrics["quality"]
@@ -447,21 +530,21 @@ class QuantizeJob:
                            visible: np.ndarray | None, metrics: dict[str, Any]) -> None:
         achieved = metrics.get("quality")
         if achieved is None or metrics.get("quality_metric") != minimum.metric:
-            achieved = _round(pixel_quality(minimum.metric, reference, result, visible))
+            achieved = _round(image_quality(minimum.metric, reference, result, visible))
         if not minimum.met_by(achieved):
             where = image.path if image.path is not None else "image"
             raise QualityError(
                 f"{where}: {minimum.metric} {achieved:.4g} misses min_quality {minimum} "
-                f"with {metrics['colours_out']} colours; not written",
+                f"with {metrics['colors_out']} colours; not written",
                 fields={"quality_failed": True, "quality_metric": minimum.metric,
-                        "quality": achieved, "colours_out": metrics["colours_out"]})
+                        "quality": achieved, "colors_out": metrics["colors_out"]})
 
-    def encode(self, processed: Processed) -> list[bytes]:
+    def encode(self, processed: Processed) -> Encoded:
         p = processed.payload
         data = encode_palette_image(p["indices"], p["palette"], alpha=p["alpha"],
                                     format=self.config.output.format)
-        metrics = processed.metrics
-        # runs in a writer thread before the row is built, so the row sees these fields
+        metrics: dict[str, Any] = {}
+        notes = processed.metrics.get("notes")
         path = p["path"]
         if self.settings.skip_if_larger and len(data) > p["bytes_in"]:
             suffix = OUTPUT_SUFFIXES[self.config.output.format]
@@ -470,14 +553,14 @@ class QuantizeJob:
                 metrics["palette_png_bytes"] = len(data)
                 note = (f"palette PNG ({len(data)} bytes) is larger than the input; "
                         "input kept (the quality metrics describe the palette PNG)")
-                metrics["notes"] = "; ".join(filter(None, [metrics.get("notes"), note]))
+                metrics["notes"] = "; ".join(filter(None, [notes, note]))
                 data = Path(path).read_bytes()
             else:
                 note = (f"skip_if_larger keeps only {suffix} inputs (the output's format); "
                         "palette image written")
-                metrics["notes"] = "; ".join(filter(None, [metrics.get("notes"), note]))
+                metrics["notes"] = "; ".join(filter(None, [notes, note]))
         metrics["actual_ratio"] = round(p["bytes_in"] / max(len(data), 1), 4)
-        return [data]
+        return Encoded([data], metrics)
 
 
 def _round(value: float) -> float:

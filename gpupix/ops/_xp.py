@@ -71,3 +71,23 @@ def scatter(xp: ModuleType, target: Any, positions: Any, values: Any) -> Any:
         where = clip(xp.searchsorted(positions, slots), max=positions.shape[0] - 1)
         hit = xp.take(positions, where) == slots
         return xp.where(hit, xp.take(values, where), target)
+
+
+def box_sum(x: Any, window: int) -> Any:
+    """Sum over every full ``window x window`` box of the first two axes (rows, columns;
+    channels last stay contiguous), by shifted adds: exact for integers, and ``window - 1``
+    adds per axis beat a running sum at small windows."""
+    rows, cols = x.shape[0] - window + 1, x.shape[1] - window + 1
+    total = x[0:rows, ...]
+    for shift in range(1, window):
+        total = total + x[shift:shift + rows, ...]
+    summed = total[:, 0:cols, ...]
+    for shift in range(1, window):
+        summed = summed + total[:, shift:shift + cols, ...]
+    return summed
+
+
+def tiles(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """(y0, y1, x0, x1) rectangles covering the image, ``tile`` pixels a side at most."""
+    return [(y, min(y + tile, height), x, min(x + tile, width))
+            for y in range(0, height, tile) for x in range(0, width, tile)]

@@ -19,7 +19,8 @@ from gpupix.ops.noise import NoiseModel
 
 Mark = Literal["magenta", "black", "transparent"]
 
-MARK_COLOURS = {"magenta": (255, 0, 255), "black": (0, 0, 0)}
+KEY_COLOUR = (255, 0, 255)  # magenta: the mark of missing pixels, and inpaint's key colour
+MARK_COLOURS = {"magenta": KEY_COLOUR, "black": (0, 0, 0)}
 
 
 def damage_mask(shape: tuple[int, int], *, drop: float = 0.3, holes: int = 0,

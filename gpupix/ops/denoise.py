@@ -32,7 +32,7 @@ from array_api_compat import device
 
 from gpupix.backends.base import Array, Backend
 from gpupix.npz import NpzError, open_npz, read_headers, read_member
-from gpupix.ops._xp import array_namespace, clip
+from gpupix.ops._xp import array_namespace, box_sum, clip, tiles
 
 WEIGHTS = ("uniform", "distance", "gaussian")
 MODEL_FORMAT = "gpupix-knn-denoiser"
@@ -457,18 +457,6 @@ def estimate_sigma(eigenvalues: Array) -> float:
     return math.sqrt(max(float(xp.mean(clip(tail, 0.0, None))), 0.0))
 
 
-def _box(values: Array, size: int) -> Array:
-    """Sum over every full ``size x size`` box of a 2-D array (valid region)."""
-    height, width = values.shape
-    rows = values[0:height - size + 1, :]
-    for i in range(1, size):
-        rows = rows + values[i:height - size + 1 + i, :]
-    total = rows[:, 0:width - size + 1]
-    for i in range(1, size):
-        total = total + rows[:, i:width - size + 1 + i]
-    return total
-
-
 @dataclass(frozen=True)
 class SelfResult:
     image: Array       # (H, W, C) float32
@@ -554,7 +542,7 @@ def _self_tile(padded: Array, per_offset: Array, scale: float, *, patch: int, re
         ye, xe = grid_rows - max(0, oy), grid_cols - max(0, ox)
         diff = features[:, ys:ye, xs:xe] - features[:, ys + oy:ye + oy, xs + ox:xe + ox]
         pair = xp.exp(-xp.sum(diff * diff, axis=0))
-        covering = _box(pair, patch)  # summed weight of the pairs whose patches cover a pixel
+        covering = box_sum(pair, patch)  # summed weight of the pairs whose patches cover a pixel
         a, b = reach - ys, reach - xs
         forward = covering[a:a + rows, b:b + cols]
         total += forward * padded[:, sy + oy:sy + oy + rows, sx + ox:sx + ox + cols]
@@ -676,8 +664,6 @@ def _by_tiles(values: Array, tile: int, estimate: Any) -> Array:
     xp = array_namespace(values)
     height, width, channels = values.shape
     out = xp.empty((channels, height, width), dtype=xp.float32, device=device(values))
-    for top in range(0, height, tile):
-        for left in range(0, width, tile):
-            rows, cols = min(tile, height - top), min(tile, width - left)
-            out[:, top:top + rows, left:left + cols] = estimate(top, left, rows, cols)
+    for top, bottom, left, right in tiles(height, width, tile):
+        out[:, top:bottom, left:right] = estimate(top, left, bottom - top, right - left)
     return xp.permute_dims(out, (1, 2, 0))

@@ -45,7 +45,7 @@ from array_api_compat import device
 
 from gpupix.backends.base import Array, Backend
 from gpupix.ops._knn import exact_kneighbors
-from gpupix.ops._xp import array_namespace, clip
+from gpupix.ops._xp import array_namespace, clip, tiles
 from gpupix.ops.inpaint_smooth import ENERGIES, choose_energy, fill
 from gpupix.ops.metrics import _box_mean
 
@@ -472,12 +472,6 @@ def _fill_deep(backend: Backend, colours: Array, known: Array, tile_missing: Arr
     deep_values = xp.concat(parts, axis=0)
     rank = clip(xp.cumulative_sum(xp.astype(deep, xp.int64)) - 1, min=0)
     return xp.where(deep[:, None], xp.take(deep_values, rank, axis=0), values)
-
-
-def tiles(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
-    """(y0, y1, x0, x1) rectangles covering the image, ``tile`` pixels a side at most."""
-    return [(y, min(y + tile, height), x, min(x + tile, width))
-            for y in range(0, height, tile) for x in range(0, width, tile)]
 
 
 def inpaint(image: Array, missing: Array, *, backend: Backend, k: int | None = 8,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gpupix.ops._xp import array_namespace
+from gpupix.ops._xp import array_namespace, box_sum
 from gpupix.ops.color import ciede2000, rgb_to_lab
 
 METRICS = ("psnr", "rmse", "delta_e", "ssim")
@@ -52,11 +52,16 @@ def rmse(reference: Any, result: Any, mask: Any | None = None) -> float:
     return math.sqrt(mse(reference, result, mask))
 
 
+def psnr_from_mse(mse: float, data_range: float = 255.0) -> float:
+    """PSNR in dB of a mean squared error; infinite for identical images."""
+    return math.inf if mse <= 0 else 10.0 * math.log10(data_range**2 / mse)
+
+
 def psnr(reference: Any, result: Any, mask: Any | None = None, *, data_range: float = 255.0
          ) -> float:
     """Peak signal-to-noise ratio in dB; ``inf`` for identical images."""
     error = mse(reference, result, mask)
-    return math.inf if error == 0 else 10.0 * math.log10(data_range**2 / error)
+    return psnr_from_mse(error, data_range)
 
 
 def delta_e(reference: Any, result: Any) -> float:
@@ -122,7 +127,7 @@ def palette_metrics(names: tuple[str, ...] | list[str], reference: Any, palette:
         result = xp.take(palette, xp.reshape(xp.astype(indices, xp.int64), (-1,)), axis=0)
         error = mse(xp.reshape(reference, (-1, 3)), result)
         values["rmse"] = math.sqrt(error)
-        values["psnr"] = math.inf if error == 0 else 10.0 * math.log10(255.0**2 / error)
+        values["psnr"] = psnr_from_mse(error)
     elif wanted & {"psnr", "rmse", "delta_e"}:
         codes = (_colour_codes(xp, reference, xp.uint32) << 8) | xp.astype(
             xp.reshape(indices, (-1,)), xp.uint32)
@@ -134,7 +139,7 @@ def palette_metrics(names: tuple[str, ...] | list[str], reference: Any, palette:
                                                               entry, axis=0)
             error = _weighted_mean(xp, xp.sum(error * error, axis=1), counts) / 3.0
             values["rmse"] = math.sqrt(error)
-            values["psnr"] = math.inf if error == 0 else 10.0 * math.log10(255.0**2 / error)
+            values["psnr"] = psnr_from_mse(error)
         if "delta_e" in wanted:
             lab_palette = rgb_to_lab(palette)
             values["delta_e"] = _weighted_mean(xp, ciede2000(
@@ -196,20 +201,6 @@ def ssim(reference: Any, result: Any, *, data_range: float = 255.0, window: int 
     return float(xp.mean(s))
 
 
-def _box_sum(x: Any, window: int) -> Any:
-    """Sum over every full ``window x window`` box of the first two axes (rows, columns;
-    channels last stay contiguous), by shifted adds: exact for integers, and ``window - 1``
-    adds per axis beat a running sum at small windows."""
-    rows, cols = x.shape[0] - window + 1, x.shape[1] - window + 1
-    total = x[0:rows, ...]
-    for shift in range(1, window):
-        total = total + x[shift:shift + rows, ...]
-    summed = total[:, 0:cols, ...]
-    for shift in range(1, window):
-        summed = summed + total[:, shift:shift + cols, ...]
-    return summed
-
-
 def _ssim_uint8(xp: Any, a: Any, b: Any, window: int, c1: float, c2: float) -> float:
     """SSIM of (H, W) or (H, W, C) uint8 images from exact integer box sums.
 
@@ -221,10 +212,10 @@ def _ssim_uint8(xp: Any, a: Any, b: Any, window: int, c1: float, c2: float) -> f
     n = window * window
     dtype = xp.int32 if n * n * 255 * 255 < 2**31 else xp.int64
     a, b = xp.astype(a, dtype), xp.astype(b, dtype)
-    sum_a, sum_b = _box_sum(a, window), _box_sum(b, window)
-    var_a = n * _box_sum(a * a, window) - sum_a * sum_a
-    var_b = n * _box_sum(b * b, window) - sum_b * sum_b
-    cov = n * _box_sum(a * b, window) - sum_a * sum_b
+    sum_a, sum_b = box_sum(a, window), box_sum(b, window)
+    var_a = n * box_sum(a * a, window) - sum_a * sum_a
+    var_b = n * box_sum(b * b, window) - sum_b * sum_b
+    cov = n * box_sum(a * b, window) - sum_a * sum_b
     f64 = xp.float64
     mean_part = xp.astype(sum_a * sum_b, f64)
     square_part = xp.astype(sum_a * sum_a + sum_b * sum_b, f64)

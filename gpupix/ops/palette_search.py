@@ -1,6 +1,6 @@
 """The fewest colours that reach a quality target, and quality over k, from one histogram.
 
-Everything here works on the occupied colour bins of :func:`gpupix.ops.quantize.colour_histogram`
+Everything here works on the occupied colour bins of :func:`gpupix.ops.quantize.color_histogram`
 (a few thousand weighted points), never on the pixels, so trying a palette size costs one
 warm-started K-means on the bins and one nearest-entry search, whatever the image size.
 
@@ -27,8 +27,8 @@ import numpy as np
 from gpupix.backends.base import Array, Backend
 from gpupix.ops._xp import bincount
 from gpupix.ops.color import ColorSpace, ciede2000, rgb_to_lab, rgb_to_space
-from gpupix.ops.metrics import palette_metrics
-from gpupix.ops.quantize import ColourHistogram, colour_histogram, fit_palette, quantize
+from gpupix.ops.metrics import palette_metrics, psnr_from_mse
+from gpupix.ops.quantize import ColourHistogram, color_histogram, fit_palette, quantize
 
 Metric = Literal["psnr", "delta_e"]
 
@@ -112,7 +112,7 @@ class HistogramScorer:
         error = xp.astype(self.histogram.colours, xp.float64) - assigned
         between = float(xp.sum(self.counts * xp.sum(error * error, axis=1)))
         mse = (self.within + between) / (3.0 * max(self.pixels, 1.0))
-        psnr = math.inf if mse <= 0 else 10.0 * math.log10(255.0**2 / mse)
+        psnr = psnr_from_mse(mse)
         delta_e = None
         if self.lab is not None:
             lab_assigned = rgb_to_lab(xp.astype(xp.take(palette, labels, axis=0), xp.float32))
@@ -252,7 +252,7 @@ def pixel_quality(metric: Metric, rgb: Array, palette: Array, indices: Array,
         w = xp.astype(xp.reshape(weights, (-1,)), xp.float64)
         value = float(xp.sum(per_pixel * w) / xp.sum(w))
     if metric == "psnr":
-        return math.inf if value <= 0 else 10.0 * math.log10(255.0**2 / value)
+        return psnr_from_mse(value)
     return value
 
 
@@ -294,7 +294,7 @@ def smallest_k(
     first_k : int, default=16
         The first size tried.
     """
-    histogram = colour_histogram(rgb, bits=ROUGH_BITS, weights=weights)
+    histogram = color_histogram(rgb, bits=ROUGH_BITS, weights=weights)
     square_sum = total_square(rgb, weights)
 
     def run_full(k: int) -> _Full:

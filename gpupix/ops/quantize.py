@@ -57,7 +57,7 @@ class QuantizeResult:
     indices: Array
 
 
-def colour_codes(rgb: Array, *, bits: int) -> Array:
+def color_codes(rgb: Array, *, bits: int) -> Array:
     """(H, W, 3) uint8 -> (H*W,) int32 code of each pixel's ``bits``-per-channel bin."""
     xp = array_namespace(rgb)
     shift = 8 - bits
@@ -76,7 +76,7 @@ def bin_centres(codes: Array, *, bits: int) -> Array:
                     axis=1)
 
 
-def colour_histogram(rgb: Array, *, bits: int = 7, weights: Array | None = None,
+def color_histogram(rgb: Array, *, bits: int = 7, weights: Array | None = None,
                      means: bool = True) -> ColourHistogram:
     """Bin the colours of an (H, W, 3) uint8 image.
 
@@ -91,7 +91,7 @@ def colour_histogram(rgb: Array, *, bits: int = 7, weights: Array | None = None,
         centres, which are within half a bin of every colour in the bin.
     """
     xp = array_namespace(rgb)
-    codes = colour_codes(rgb, bits=bits)
+    codes = color_codes(rgb, bits=bits)
     n_bins = 1 << (3 * bits)
     if weights is not None:
         weights = xp.astype(weights, xp.float64)
@@ -242,15 +242,15 @@ def quantize(
     if not 1 <= k <= MAX_COLOURS:
         raise ValueError(f"k: {k!r} is outside 1..{MAX_COLOURS}")
     xp = backend.xp
-    histogram = colour_histogram(rgb, bits=bits, weights=weights, means=False)
+    histogram = color_histogram(rgb, bits=bits, weights=weights, means=False)
     if histogram.occupied.shape[0] <= k:
         exact = _exact_palette(rgb, weights, k)
         if exact is not None:  # no more colours than k: reproduce the image exactly
-            histogram = colour_histogram(rgb, bits=8, weights=weights, means=False)
+            histogram = color_histogram(rgb, bits=8, weights=weights, means=False)
             palette = exact
             indices = assign(histogram, palette, backend=backend, color_space="rgb")
             return QuantizeResult(palette=palette, indices=xp.reshape(indices, rgb.shape[:2]))
-        histogram = colour_histogram(rgb, bits=bits, weights=weights, means=True)
+        histogram = color_histogram(rgb, bits=bits, weights=weights, means=True)
     palette = fit_palette(histogram, k=k, backend=backend, color_space=color_space, seed=seed,
                           max_iter=max_iter)
     indices = assign(histogram, palette, backend=backend, color_space=color_space)
@@ -260,7 +260,7 @@ def quantize(
 def _exact_palette(rgb: Array, weights: Array | None, k: int) -> Array | None:
     """The image's distinct (visible) colours as a palette when there are at most ``k``."""
     xp = array_namespace(rgb)
-    codes = colour_codes(rgb, bits=8)
+    codes = color_codes(rgb, bits=8)
     if weights is not None:
         codes = codes[xp.astype(weights, xp.bool)]
     values = xp.unique_values(codes)

@@ -25,6 +25,7 @@ from gpupix.io import TEMP_PREFIX
 from gpupix.jobs.quantize import QuantizeJob
 from gpupix.pipeline import run_job
 from tests.conftest import gradient_image
+from tests.helpers import rows_by_name as rows_of
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
 
@@ -38,14 +39,6 @@ def cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
         yield cluster
-
-
-def rows_of(out_dir: Path) -> dict[str, dict]:
-    lines = (out_dir / "metrics.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in lines]
-    by_input = {Path(r["input"]).name: r for r in rows}
-    assert len(by_input) == len(rows), "an input has more than one row"
-    return by_input
 
 
 def without_timing(rows: dict[str, dict], out_dir: Path) -> dict[str, dict]:
@@ -91,6 +84,7 @@ def run_cli(job: Path, *options: str) -> None:
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow  # the conformance suite runs every job kind on Dask in test-fast
 def test_shipped_config_on_dask_matches_the_local_executor(tmp_path, cluster):
     run_cli(shipped_quantize_job(tmp_path, "local"))
     run_cli(shipped_quantize_job(tmp_path, "dask"), "--set", "executor.kind=dask",
@@ -114,7 +108,7 @@ class KillOnceJob(QuantizeJob):
 
     images_seen = 0  # per worker process
 
-    def process(self, image, backend):
+    def process(self, item, image, backend):
         type(self).images_seen += 1
         marker = Path(self.config.output.dir).parent / "killed.pid"
         if type(self).images_seen == 2:
@@ -128,7 +122,7 @@ class KillOnceJob(QuantizeJob):
                 torn, _ = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.config.output.dir)
                 os.write(torn, b"\x89PNG half an ima")
                 os._exit(1)
-        return super().process(image, backend)
+        return super().process(item, image, backend)
 
 
 def running(pid: int) -> bool:
@@ -141,6 +135,7 @@ def running(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
 
 
+@pytest.mark.slow  # the conformance suite runs every job kind on Dask in test-fast
 def test_a_killed_worker_loses_only_its_task(tmp_path, cluster, monkeypatch):
     images = small_images(tmp_path / "images", 16)
     expected = run_job(quantize_config(tmp_path, images, "local"))
@@ -160,6 +155,7 @@ def test_a_killed_worker_loses_only_its_task(tmp_path, cluster, monkeypatch):
     assert not list(out.glob(f"{TEMP_PREFIX}*")), "the dead worker's temporary is left"
 
 
+@pytest.mark.slow  # make test; test-fast keeps the conformance suite's Dask runs
 def test_resume_skips_what_is_written(tmp_path, cluster):
     images = small_images(tmp_path / "images", 6)
     config = quantize_config(tmp_path, images, "out", kind="dask", chunk=1,
@@ -226,21 +222,22 @@ class SharedStateJob(QuantizeJob):
         super().__init__(config)
         self.state = None
 
-    def shared_state(self):
+    def prepare(self, items, backend):
         type(self).states_made += 1
         return {"token": f"fitted-in-{os.getpid()}"}
 
-    def use_shared_state(self, state):
+    def use_state(self, state):
         type(self).states_used += 1
         self.state = state
 
-    def process(self, image, backend):
-        processed = super().process(image, backend)
+    def process(self, item, image, backend):
+        processed = super().process(item, image, backend)
         processed.metrics.update(token=self.state["token"], worker=os.getpid(),
                                  loads=type(self).states_used, threads=backend.n_threads)
         return processed
 
 
+@pytest.mark.slow  # make test; test-fast keeps the conformance suite's Dask runs
 def test_shared_state_is_made_once_and_loaded_once_per_worker(tmp_path, cluster, monkeypatch):
     images = small_images(tmp_path / "images", 8)
     config = quantize_config(tmp_path, images, "out", kind="dask", chunk=1,
@@ -268,15 +265,15 @@ def test_gpupix_starts_and_stops_its_own_cluster(tmp_path):
 class PoisonJob(QuantizeJob):
     """Kills every worker that touches ``poison.png``, as a decoder crash would."""
 
-    def process(self, image, backend):
+    def process(self, item, image, backend):
         if image.pixels.shape[:2] == (7, 7):
             os._exit(1)
-        return super().process(image, backend)
+        return super().process(item, image, backend)
 
 
 @pytest.mark.slow
 def test_an_image_that_kills_every_worker_fails_alone(tmp_path, monkeypatch):
-    images = small_images(tmp_path / "images", 64)  # 65 images: 22 tasks of 3
+    images = small_images(tmp_path / "images", 6)  # 7 images: 3 tasks of up to 3
     Image.fromarray(gradient_image(7, 7)).save(images / "poison.png")
     monkeypatch.setattr("gpupix.pipeline.make_job", PoisonJob)
     # the cluster gpupix starts: retries 0 is one death per task before it is given up
@@ -284,7 +281,7 @@ def test_an_image_that_kills_every_worker_fails_alone(tmp_path, monkeypatch):
                              n_workers=2)
     result = run_job(config)
     rows = rows_of(tmp_path / "out")
-    assert result.counts == {"ok": 64, "skipped": 0, "failed": 1}
+    assert result.counts == {"ok": 6, "skipped": 0, "failed": 1}
     assert rows["poison.png"]["status"] == "failed"
     assert "died" in rows["poison.png"]["error"] and "poison.png" in rows["poison.png"]["error"]
 

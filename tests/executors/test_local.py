@@ -54,9 +54,9 @@ def run_counting(tmp_path, monkeypatch, budget: int | None) -> LiveBytes:
 
     process = QuantizeJob.process
 
-    def slow_process(self, image, backend):  # compute slower than decode: the window fills
+    def slow_process(self, item, image, backend):  # compute slower than decode: the window fills
         time.sleep(0.15)
-        return process(self, image, backend)
+        return process(self, item, image, backend)
 
     monkeypatch.setattr(local, "decode", counted_decode)
     monkeypatch.setattr(QuantizeJob, "process", slow_process)
@@ -74,6 +74,7 @@ def run_counting(tmp_path, monkeypatch, budget: int | None) -> LiveBytes:
     return counter
 
 
+@pytest.mark.slow  # sleeps to fill the window
 def test_read_ahead_holds_decoded_bytes_within_the_budget(tmp_path, monkeypatch):
     image_bytes = SIDE * SIDE * 3
     budget = 20 << 20  # admits two images (each counted as RGBA from its header)

@@ -16,13 +16,9 @@ from gpupix.jobs.base import Processed
 from gpupix.jobs.quantize import QuantizeJob, size_accounting
 from gpupix.palette_io import load_palette, palette_json
 from tests.conftest import few_colour_image, gradient_image
+from tests.helpers import rows_by_name as rows
 
 runner = CliRunner()
-
-
-def rows(out_dir: Path) -> dict[str, dict]:
-    lines = (out_dir / "metrics.jsonl").read_text().splitlines()
-    return {Path(r["input"]).name: r for r in map(json.loads, lines)}
 
 
 def job_file(tmp_path: Path, images: dict[str, np.ndarray], *, out: str = "out",
@@ -57,7 +53,7 @@ def test_rows_carry_the_size_accounting(tmp_path):
     path = job_file(tmp_path, {"a.png": image}, k=16)
     assert run(path).exit_code == 0
     row = rows(tmp_path / "out")["a.png"]
-    assert row["colours_out"] == 16
+    assert row["colors_out"] == 16
     assert row["bits_palette"] + row["bits_indices"] == 65_920 and row["bits_raw"] == 393_216
     assert row["actual_ratio"] == pytest.approx(row["bytes_in"] / row["bytes_out"], abs=1e-3)
 
@@ -67,7 +63,7 @@ def test_auto_k_finds_the_number_of_colours(tmp_path):
     path = job_file(tmp_path, {"a.png": image}, k="auto", target={"psnr": 50}, max_k=64)
     assert run(path).exit_code == 0
     row = rows(tmp_path / "out")["a.png"]
-    assert row["colours_out"] == 9 and row["k_chosen"] == 9 and row["target_met"] is True
+    assert row["colors_out"] == 9 and row["k_chosen"] == 9 and row["target_met"] is True
     assert dict(row["search"])[8] < 50  # k - 1 was tried as a fixed-k run and missed
     out = np.asarray(Image.open(tmp_path / "out" / "a.png").convert("RGB"))
     np.testing.assert_array_equal(out, image)
@@ -78,7 +74,7 @@ def test_unreachable_target_says_so_in_the_row(tmp_path):
                     target={"psnr": 60}, max_k=8)
     assert run(path).exit_code == 0
     row = rows(tmp_path / "out")["g.png"]
-    assert row["target_met"] is False and row["colours_out"] == 8
+    assert row["target_met"] is False and row["colors_out"] == 8
     assert "not reached with max_k 8" in row["notes"]
 
 
@@ -145,7 +141,7 @@ def test_binary_alpha_round_trip_with_auto_k(tmp_path):
     visible = rgba[..., 3] > 0
     np.testing.assert_array_equal(out[visible][:, :3], rgba[visible][:, :3])
     row = rows(tmp_path / "out")["a.png"]
-    assert row["bits_palette"] == row["colours_out"] * 32 and row["bits_raw"] == 24 * 24 * 32
+    assert row["bits_palette"] == row["colors_out"] * 32 and row["bits_raw"] == 24 * 24 * 32
 
 
 def test_partial_alpha_is_kept(tmp_path):
@@ -187,11 +183,12 @@ def test_skip_if_larger_keeps_a_png_input(tmp_path):
     payload = {"indices": np.zeros((16, 16), np.uint8), "palette": image[0, :2], "alpha": None,
                "bytes_in": 10, "path": source}  # pretend the input was 10 bytes
     processed = Processed(payload=payload, metrics={})
-    assert job.encode(processed) == [source.read_bytes()]
-    assert processed.metrics["kept_input"] is True
+    encoded = job.encode(processed)
+    assert encoded.files == [source.read_bytes()] and encoded.metrics["kept_input"] is True
+    assert processed.metrics == {}  # encode returns its metrics; it changes nothing
     payload["bytes_in"] = 10**6
-    kept = Processed(payload=payload, metrics={})
-    assert job.encode(kept)[0] != source.read_bytes() and "kept_input" not in kept.metrics
+    kept = job.encode(Processed(payload=payload, metrics={}))
+    assert kept.files[0] != source.read_bytes() and "kept_input" not in kept.metrics
 
 
 def test_sweep_row_field(tmp_path):
@@ -264,7 +261,7 @@ def test_partial_alpha_auto_k_finds_the_number_of_rgba_colours(tmp_path):
     assert run(path).exit_code == 0
     row = rows(tmp_path / "out")["a.png"]
     # five visible RGBA colours, plus the reserved transparent entry
-    assert row["k_chosen"] == 5 and row["colours_out"] == 6 and row["target_met"] is True
+    assert row["k_chosen"] == 5 and row["colors_out"] == 6 and row["target_met"] is True
     assert dict(row["search"])[4] < 45
     out = np.asarray(Image.open(tmp_path / "out" / "a.png").convert("RGBA")).astype(int)
     assert np.abs(out - image)[image[..., 3] > 0].max() <= 1

@@ -15,13 +15,13 @@ from gpupix.ops.palette_search import (
     total_square,
     warm_start,
 )
-from gpupix.ops.quantize import assign, colour_histogram, fit_palette, quantize
+from gpupix.ops.quantize import assign, color_histogram, fit_palette, quantize
 from tests.conftest import few_colour_image, gradient_image
 
 
 def _scorer(backend, image, **options):
     rgb = backend.to_device(image)
-    histogram = colour_histogram(rgb, bits=6)
+    histogram = color_histogram(rgb, bits=6)
     return histogram, HistogramScorer(histogram, backend=backend, color_space="rgb_lab",
                                       square_sum=total_square(rgb), **options)
 
@@ -85,7 +85,7 @@ def test_auto_k_is_minimal_against_fixed_k_runs(metric, goal):
 def test_search_on_a_merged_histogram():
     backend = CpuBackend()
     image = gradient_image(48, 64)
-    histogram = colour_histogram(image, bits=6)
+    histogram = color_histogram(image, bits=6)
     result = smallest_k_histogram(histogram, metric="psnr", goal=21.0, backend=backend,
                                   square_sum=total_square(image), max_k=128)
     assert result.met and result.indices is None and 8 < result.k < 128
@@ -119,7 +119,7 @@ def test_sweep_has_the_report_shape_and_falls():
     backend = CpuBackend()
     image = gradient_image(40, 48)
     rgb = backend.to_device(image)
-    curve = sweep_k(colour_histogram(rgb, bits=6), backend=backend, square_sum=total_square(rgb),
+    curve = sweep_k(color_histogram(rgb, bits=6), backend=backend, square_sum=total_square(rgb),
                     max_k=24)
     assert set(curve) == {"k", "inertia", "psnr"}
     assert curve["k"] == [2, 4, 8, 16, 24]
@@ -134,15 +134,16 @@ def test_accumulated_histogram_equals_the_whole_one():
     accumulator = HistogramAccumulator()
     for part in (image[:15], image[15:]):
         rgb = backend.to_device(np.ascontiguousarray(part))
-        accumulator.add(colour_histogram(rgb, bits=6), backend, total_square(rgb))
+        accumulator.add(color_histogram(rgb, bits=6), backend, total_square(rgb))
     merged = accumulator.histogram(backend)
-    whole = colour_histogram(image, bits=6)
+    whole = color_histogram(image, bits=6)
     np.testing.assert_array_equal(merged.occupied, whole.occupied)
     np.testing.assert_allclose(merged.counts, whole.counts)
     np.testing.assert_allclose(merged.colours, whole.colours, rtol=1e-5)
     assert accumulator.square_sum == pytest.approx(total_square(image))
 
 
+@pytest.mark.slow  # on array_api_strict: 15 s
 def test_search_runs_on_any_array_namespace(any_backend):
     # the strict namespace refuses NumPy shortcuts, as CuPy does
     image, _ = few_colour_image(5, 24, 24, seed=3)
@@ -155,7 +156,7 @@ def test_search_runs_on_any_array_namespace(any_backend):
     indices = any_backend.to_host(result.indices)
     visible = weights.reshape(24, 24)
     np.testing.assert_array_equal(palette[indices][visible], image[visible])
-    histogram = colour_histogram(any_backend.to_device(gradient_image(16, 16)), bits=6)
+    histogram = color_histogram(any_backend.to_device(gradient_image(16, 16)), bits=6)
     scorer = HistogramScorer(histogram, backend=any_backend, color_space="oklab",
                              square_sum=total_square(any_backend.to_device(gradient_image(16, 16))),
                              with_delta_e=True)

@@ -4,7 +4,7 @@ from sklearn.cluster import KMeans
 
 from gpupix.backends import CpuBackend
 from gpupix.ops._xp import bincount
-from gpupix.ops.quantize import colour_histogram, quantize
+from gpupix.ops.quantize import color_histogram, quantize
 from tests.backends.standins import to_numpy
 from tests.conftest import few_colour_image, gradient_image
 
@@ -31,7 +31,7 @@ def test_standard_only_bincount_route():
 
 def test_histogram_keeps_exact_bin_means(any_backend):
     image = np.array([[[0, 0, 0], [2, 2, 2], [200, 10, 10]]], dtype=np.uint8)
-    histogram = colour_histogram(any_backend.to_device(image), bits=6)
+    histogram = color_histogram(any_backend.to_device(image), bits=6)
     colours = any_backend.to_host(histogram.colours)
     counts = any_backend.to_host(histogram.counts)
     # 0 and 2 share a 6-bit bin: its mean is (1, 1, 1) from 2 pixels
