@@ -170,3 +170,17 @@ def test_solve_sparse_sums_duplicates_on_every_backend(any_backend):
     solution = any_backend.to_host(any_backend.solve_sparse(
         *(any_backend.to_device(a) for a in (rows, cols, values, rhs))))
     np.testing.assert_allclose(solution, np.linalg.solve(matrix, rhs), atol=1e-12)
+
+
+def test_holes_too_large_to_factorise_are_left_to_the_iterations(monkeypatch):
+    image = smooth_image()
+    missing = random_mask(image.shape[:2], 0.2, seed=14, holes=[(10, 12, 16)])
+    backend = CpuBackend()
+    exact = fill(image.astype(np.float32), missing, ~missing, backend=backend)
+    monkeypatch.setattr(inpaint_smooth, "DIRECT_MAX", 10)
+    calls = []
+    monkeypatch.setattr(backend, "solve_sparse", lambda *a: calls.append(a))
+    iterative = fill(image.astype(np.float32), missing, ~missing, backend=backend)
+    assert not calls
+    np.testing.assert_array_equal(iterative[~missing], image[~missing])
+    assert np.abs(iterative - exact)[missing].mean() < 2.0  # close, not exact
