@@ -146,8 +146,10 @@ class CudaBackend:
         cupy = self._cupy
         rhs = cupy.asarray(rhs, dtype=cupy.float64)
         n = rhs.shape[0]
+        # int32 indices: cuSOLVER's csrlsvqr behind spsolve refuses int64 ones
         matrix = sparse.csr_matrix((cupy.asarray(values, dtype=cupy.float64),
-                                    (cupy.asarray(rows), cupy.asarray(cols))), shape=(n, n))
+                                    (cupy.asarray(rows, dtype=cupy.int32),
+                                     cupy.asarray(cols, dtype=cupy.int32))), shape=(n, n))
         # cuSOLVER's sparse solve takes one right-hand side at a time
         columns = [linalg.spsolve(matrix, rhs[:, c]) for c in range(rhs.shape[1])]
         return cupy.stack(columns, axis=1)

@@ -151,3 +151,16 @@ def test_the_local_cuda_cluster_takes_gpupix_options():
     from dask_cuda.utils import get_n_gpus  # the count check_cuda_workers uses
 
     assert callable(get_n_gpus)
+
+
+@pytest.mark.parametrize(("module", "name", "args", "kwargs", "method"), [
+    # backends/cuda.py: box_mean
+    ("cupyx.scipy.ndimage", "uniform_filter", (None,), {"size": None, "mode": None}, False),
+    # backends/cuda.py: solve_sparse (a COO-style constructor, then one solve per channel)
+    ("cupyx.scipy.sparse", "csr_matrix", ((None, (None, None)),), {"shape": None}, True),
+    ("cupyx.scipy.sparse.linalg", "spsolve", (None, None), {}, False),
+])
+def test_the_cupyx_calls_of_the_cuda_backend_bind(module, name, args, kwargs, method):
+    function = getattr(importlib.import_module(module), name)
+    target = function.__init__ if method else function
+    assert binds(target, args, kwargs, method=method) is None

@@ -51,7 +51,8 @@ def test_cuml_standins_have_the_real_signatures(name, real_class, methods):
     assert problems == {method: [] for method in methods}
 
 
-FAKE_CUPY_NAMES = ("asarray", "asnumpy", "ascontiguousarray", "float32", "int32", "int64",
+FAKE_CUPY_NAMES = ("asarray", "asnumpy", "ascontiguousarray", "stack", "float32", "float64",
+                   "int32", "int64",
                    "cuda.runtime.getDeviceCount", "cuda.runtime.getDeviceProperties",
                    "cuda.Device", "cuda.get_current_stream")
 
