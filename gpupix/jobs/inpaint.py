@@ -48,7 +48,7 @@ class InpaintConfig(Section):
     key_tolerance: float = Field(80.0, ge=0.0, le=441.7)
     k: int | Literal["auto"] = "auto"
     weights: Literal["uniform", "distance"] = "distance"
-    method: Literal["smooth", "knn", "knn_linear", "vote"] = "smooth"
+    method: Literal["smooth", "knn", "knn_linear", "vote", "exemplar"] = "smooth"
     reference: str | None = None
     tile: int = Field(256, ge=16, le=16_384)
 

@@ -1,8 +1,9 @@
 """Inpainting on any array API: a smooth spline fill, or KNN over pixel coordinates.
 
 ``smooth`` (the default) minimises a spline energy over the missing pixels, its weights
-chosen per image on hidden known pixels (see :mod:`gpupix.ops.inpaint_smooth`). The KNN
-methods work tile by tile:
+chosen per image on hidden known pixels (see :mod:`gpupix.ops.inpaint_smooth`).
+``exemplar`` copies patches of the known image into large holes (see
+:mod:`gpupix.ops.inpaint_exemplar`). The KNN methods work tile by tile:
 
 A missing pixel takes its colour from its k nearest *known* pixels in (row, col) space:
 
@@ -46,13 +47,14 @@ from array_api_compat import device
 from gpupix.backends.base import Array, Backend
 from gpupix.ops._knn import exact_kneighbors
 from gpupix.ops._xp import array_namespace, clip, tiles
+from gpupix.ops.inpaint_exemplar import RERANK, exemplar_fill
 from gpupix.ops.inpaint_smooth import ENERGIES, choose_energy, fill
 from gpupix.ops.metrics import _box_mean
 
-Method = Literal["smooth", "knn", "knn_linear", "vote"]
+Method = Literal["smooth", "knn", "knn_linear", "vote", "exemplar"]
 Weights = Literal["uniform", "distance"]
 
-METHODS = ("smooth", "knn", "knn_linear", "vote")
+METHODS = ("smooth", "knn", "knn_linear", "vote", "exemplar")
 AUTO_K_MAX = 20  # k: auto tries 1..AUTO_K_MAX
 HOLDOUT = 0.05  # k: auto hides this fraction of the known pixels
 HOLDOUT_MAX = 40_000  # ... but no more pixels than this
@@ -489,8 +491,10 @@ def inpaint(image: Array, missing: Array, *, backend: Backend, k: int | None = 8
     k : int or None, default=8
         Neighbours per missing pixel (fewer if the image has fewer known pixels). For
         ``smooth``, the energy: ``ENERGIES[k - 1]`` (1..6), or None to choose it on hidden
-        known pixels (:func:`gpupix.ops.inpaint_smooth.choose_energy`).
-    method : {"smooth", "knn", "knn_linear", "vote"}, default="smooth"
+        known pixels (:func:`gpupix.ops.inpaint_smooth.choose_energy`). For ``exemplar``,
+        the candidate squares re-ranked (None: 16; see
+        :func:`gpupix.ops.inpaint_exemplar.exemplar_fill`).
+    method : {"smooth", "knn", "knn_linear", "vote", "exemplar"}, default="smooth"
     weights : {"uniform", "distance"}, default="distance"
         KNN methods only.
     tile : int, default=256
@@ -527,6 +531,10 @@ def inpaint(image: Array, missing: Array, *, backend: Backend, k: int | None = 8
             tension, stiffness = ENERGIES[min(max(k, 1), len(ENERGIES)) - 1]
         out = fill(colours, missing, known, backend=backend, tension=tension,
                    stiffness=stiffness)
+        return xp.astype(xp.round(clip(out, 0.0, 255.0)), image.dtype)
+    if method == "exemplar":
+        out = exemplar_fill(colours, missing, known, backend=backend,
+                            k=RERANK if k is None else k)
         return xp.astype(xp.round(clip(out, 0.0, 255.0)), image.dtype)
     if k is None:
         raise ValueError(f"method {method!r} needs k (an int)")
@@ -582,7 +590,8 @@ def choose_k(image: Array, missing: Array, *, backend: Backend, method: Method =
 
     For ``smooth``, k numbers the energies (``ENERGIES``, 1-based) and the pixels hidden have
     the shape of the damage (:func:`gpupix.ops.inpaint_smooth.choose_energy`); ``rmse`` is
-    then the RMSE of each energy tried, in the order of ``ENERGIES``.
+    then the RMSE of each energy tried, in the order of ``ENERGIES``. For ``exemplar`` k is
+    the number of candidate squares re-ranked: ``RERANK`` (16), nothing hidden.
 
     One neighbour query of ``k_max`` neighbours serves every k = 1..k_max: predictions for
     all prefixes come from cumulative sums over the neighbour axis. ``knn_linear`` is scored
@@ -601,6 +610,8 @@ def choose_k(image: Array, missing: Array, *, backend: Backend, method: Method =
     """
     xp = backend.xp
     height, width, channels = image.shape
+    if method == "exemplar":  # k counts candidate squares: no hold-out predicts large holes
+        return KChoice(k=RERANK, rmse=[], held_out=0)
     if method == "smooth":  # k numbers the energies; they are scored on hidden damage
         device_missing = backend.to_device(backend.to_host(missing))
         usable = ~device_missing
