@@ -12,7 +12,13 @@ Speed: a 1024x1024 and a 2048x2048 image with 30% missing (the default's cost pe
 pixel), and the classic scenario (1280x915, 30% missing, K searched over 1..19, then
 filled). Every ratio compares numbers measured in this run.
 
+Large holes (``--large-holes``, that section alone): one 64x64 square hole, and one 8 px
+wide scratch from corner to corner, on the same photos; biharmonic, cv2 NS and Telea,
+gpupix ``smooth`` (the default, ``k: auto``) and ``exemplar``. ``--crops DIR`` writes
+damaged | smooth | exemplar crops of the held-out repairs there as PNG.
+
     python benchmarks/bench_inpaint.py [--backend cpu|cuda] [--quick]
+    python benchmarks/bench_inpaint.py --large-holes [--crops docs/img]
 """
 
 from __future__ import annotations
@@ -138,6 +144,74 @@ def quality(backend, title: str, names) -> None:
           f"{max(ratios):.2f}x (median {statistics.median(ratios):.2f}x, target >= 2x)")
 
 
+def large_hole_masks(shape: tuple[int, int], index: int) -> dict[str, np.ndarray]:
+    """A 64x64 square away from the borders; an 8 px wide scratch from corner to corner."""
+    height, width = shape
+    rng = np.random.default_rng(1000 + index)
+    y = int(rng.integers(height // 4, 3 * height // 4 - 64))
+    x = int(rng.integers(width // 4, 3 * width // 4 - 64))
+    square = np.zeros(shape, bool)
+    square[y:y + 64, x:x + 64] = True
+    rows, cols = np.mgrid[0:height, 0:width]
+    # perpendicular distance to the line from the top-left to the bottom-right corner
+    distance = np.abs(height * cols - width * rows) / np.hypot(height, width)
+    return {"64x64 square": square, "8 px scratch": distance < 4.0}
+
+
+def crop_around(missing: np.ndarray, side: int = 160) -> tuple[slice, slice]:
+    """A ``side`` square window centred on the damage (the middle of it for a scratch)."""
+    rows, cols = np.nonzero(missing)
+    cy, cx = int(np.median(rows)), int(np.median(cols))
+    y0 = min(max(cy - side // 2, 0), missing.shape[0] - side)
+    x0 = min(max(cx - side // 2, 0), missing.shape[1] - side)
+    return slice(y0, y0 + side), slice(x0, x0 + side)
+
+
+def large_holes(backend, title: str, names, crops: Path | None = None) -> None:
+    print(f"\n## Large holes, {title}: PSNR over the missing pixels (dB), seconds in brackets")
+    ours = (("smooth", "smooth"), ("exemplar", "exemplar"))
+    header = ["image", "mask", *(name for name, _ in peers()), *(label for label, _ in ours),
+              "exemplar - best other"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    margins = []
+    for index, name in enumerate(names):
+        image = photo(name, PIXELS)
+        for mask_name, missing in large_hole_masks(image.shape[:2], index).items():
+            row = [f"{name} ({image.shape[1]}x{image.shape[0]})", mask_name]
+            scores, outputs = {}, {}
+            for peer, function in peers():
+                out, seconds = timed(partial(function, image, missing))
+                scores[peer] = psnr_missing(image, out, missing)
+                row.append(f"{scores[peer]:.2f} ({seconds:.2f})")
+            for label, method in ours:
+                (out, _), seconds = timed(
+                    partial(gpupix_fill, backend, image, missing, method=method), backend)
+                scores[label], outputs[label] = psnr_missing(image, out, missing), out
+                row.append(f"{scores[label]:.2f} ({seconds:.2f})")
+            margins.append(scores["exemplar"] - max(v for n, v in scores.items()
+                                                    if n != "exemplar"))
+            row.append(f"{margins[-1]:+.2f}")
+            print("| " + " | ".join(row) + " |", flush=True)
+            if crops is not None:
+                from PIL import Image
+
+                window = crop_around(missing)
+                damaged = image.copy()
+                damaged[missing] = (255, 0, 255)
+                panels = [damaged[window], outputs["smooth"][window],
+                          outputs["exemplar"][window]]
+                gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
+                strip = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
+                slug = "scratch" if "scratch" in mask_name else "square"
+                crops.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(strip.astype(np.uint8)).save(
+                    crops / f"inpaint_large_{name}_{slug}.png", optimize=True)
+    wins = sum(margin >= 0 for margin in margins)
+    print(f"\nexemplar >= every other method on {wins} of {len(margins)} (margin "
+          f"{min(margins):+.2f} to {max(margins):+.2f} dB)")
+
+
 def large_image(size: tuple[int, int]) -> np.ndarray:
     image = data.astronaut()
     resized = transform.resize(image, size, order=3, anti_aliasing=False)
@@ -184,11 +258,20 @@ def main() -> None:
     parser.add_argument("--backend", default="cpu")
     parser.add_argument("--quick", action="store_true",
                         help="one photo per set, speed at 1024x1024 only")
+    parser.add_argument("--large-holes", action="store_true",
+                        help="only the large-hole comparison (a 64 px square, a scratch)")
+    parser.add_argument("--crops", type=Path, default=None,
+                        help="with --large-holes: write damaged | smooth | exemplar crops here")
     args = parser.parse_args()
     backend = get_backend(args.backend)
     print(f"backend: {backend.describe()}")
     if cv2 is None:
         print("opencv-python-headless is not installed: the cv2 columns are left out")
+    if args.large_holes:
+        large_holes(backend, "held-out photos (judged)", HELDOUT[:1] if args.quick else HELDOUT,
+                    args.crops)
+        large_holes(backend, "tuning photos", TUNING[:1] if args.quick else TUNING)
+        return
     quality(backend, "Held-out photos (judged)", HELDOUT[:1] if args.quick else HELDOUT)
     quality(backend, "Tuning photos", TUNING[:1] if args.quick else TUNING)
     speed(backend, 1024, knn=False)
