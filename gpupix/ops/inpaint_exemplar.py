@@ -20,7 +20,7 @@ cell, keeping those within ``BATCH_SHARE`` (0.8) of the step's best (a square wi
 filled pixels matches too many sources: on a stripe texture 0.5 misplaced stripes, 0.8 did
 not), and fills them all with one neighbour query. The candidates are the fully known
 squares in a window ``SEARCH`` pixels around the damage (on a grid past
-``MAX_CANDIDATES``); their features are the square's pixels (243 numbers for RGB at 9x9;
+``MAX_CANDIDATES``); their features are the square's pixels (147 numbers for RGB at 7x7;
 3x3 block means lost the phase of fine stripes). Each front square is queried twice, its
 unfilled pixels as the guide has them and as the mean of its filled ones (the guide alone
 blurs the query of a texture); ``backend.kneighbors`` returns ``k`` candidates for each, and
@@ -43,7 +43,7 @@ from gpupix.backends.base import Array, Backend
 from gpupix.ops._xp import array_namespace, box_sum, scatter
 from gpupix.ops.inpaint_smooth import fill
 
-PATCH = 9  # square side (odd)
+PATCH = 7  # square side (odd); 9 and 11 were measured worse on the tuning photos
 GUIDE_WEIGHT = 0.25  # weight of the smooth guide against filled pixels in the re-rank
 RERANK = 16  # candidates from the neighbour query, re-ranked by the exact masked SSD
 SEARCH = 96  # source window: the damage's bounding box grown by this many pixels
@@ -122,7 +122,7 @@ def exemplar_fill(image: Array, missing: Array, known: Array, *, backend: Backen
     k : int, default=16
         Candidate squares found by feature distance and re-ranked by the exact masked sum of
         squared differences (1: the feature nearest is taken as it is).
-    patch : int, default=9
+    patch : int, default=7
         Square side, odd.
     search : int, default=96
         The squares copied from lie within this many pixels of the damage's bounding box.
@@ -133,7 +133,7 @@ def exemplar_fill(image: Array, missing: Array, known: Array, *, backend: Backen
     """
     xp = array_namespace(image)
     if patch % 2 == 0 or patch < 3:
-        raise ValueError(f"patch: {patch!r} must be odd and at least 3, e.g. 9")
+        raise ValueError(f"patch: {patch!r} must be odd and at least 3, e.g. 7")
     height, width, channels = image.shape
     rows, cols = xp.nonzero(missing)
     if rows.shape[0] == 0:
