@@ -112,3 +112,25 @@ def test_patch_must_be_odd():
     missing = square_hole(image.shape[:2], 5, 5, 10)
     with pytest.raises(ValueError, match="odd"):
         exemplar_fill(image, missing, ~missing, backend=CpuBackend(), patch=8)
+
+
+def test_the_inpaint_job_runs_method_exemplar(tmp_path):
+    from PIL import Image
+
+    from gpupix.config import validate_config
+    from gpupix.pipeline import run_job
+
+    image = stripes()
+    missing = square_hole(image.shape[:2], 20, 24, 20)
+    damaged = image.copy()
+    damaged[missing] = (255, 0, 255)
+    (tmp_path / "images").mkdir()
+    Image.fromarray(damaged).save(tmp_path / "images" / "s.png")
+    Image.fromarray(image).save(tmp_path / "s.png")
+    config = validate_config({"job": "inpaint", "input": {"paths": ["images"]},
+                              "output": {"dir": "out"}, "backend": "cpu",
+                              "inpaint": {"method": "exemplar", "reference": "."}},
+                             base_dir=tmp_path)
+    row = run_job(config, CpuBackend()).rows[0]
+    assert row["status"] == "ok" and row["k"] == 16 and row["k_curve"] == []
+    assert row["missing_pixels"] == missing.sum() and row["psnr_missing"] > 60
