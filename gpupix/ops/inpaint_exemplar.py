@@ -26,6 +26,11 @@ unfilled pixels as the guide has them and as the mean of its filled ones (the gu
 blurs the query of a texture); ``backend.kneighbors`` returns ``k`` candidates for each, and
 the union is re-ranked by the exact masked sum of squared differences.
 
+Then one pass of patch voting (Wexler, Shechtman & Irani 2007): squares centred every 2
+pixels over and around the filled pixels each find their nearest known square, and each
+filled pixel takes the mean of what the squares covering it propose; it smooths the seams
+between copies (+0.7 dB on the tuning photos' large holes, at about twice the time).
+
 Pixels never reached (a hole enclosed by pixels that are neither known nor missing) keep the
 guide, as does damage with no fully known square to copy from. Everything but the neighbour
 query is array-API code. Measured against the smooth fill and the classical tools in
@@ -40,7 +45,7 @@ from types import ModuleType
 from array_api_compat import device
 
 from gpupix.backends.base import Array, Backend
-from gpupix.ops._xp import array_namespace, box_sum, scatter
+from gpupix.ops._xp import array_namespace, bincount, box_sum, scatter
 from gpupix.ops.inpaint_smooth import fill
 
 PATCH = 7  # square side (odd); 9 and 11 were measured worse on the tuning photos
@@ -49,6 +54,8 @@ RERANK = 16  # candidates from the neighbour query, re-ranked by the exact maske
 SEARCH = 96  # source window: the damage's bounding box grown by this many pixels
 MAX_CANDIDATES = 40_000  # candidate squares per query (subsampled on a grid past this)
 BATCH_SHARE = 0.8  # a step fills the fronts with at least this share of the top priority
+VOTES = 1  # passes of patch voting after the fill (0: the copies as they are)
+VOTE_STRIDE = 2  # a voting square centred every this many pixels
 _DATA_FLOOR = 0.1  # priority = confidence x (floor + data): flat fronts still progress
 
 
@@ -106,7 +113,7 @@ def _write(xp: ModuleType, flat: Array, positions: Array, values: Array) -> Arra
 
 def exemplar_fill(image: Array, missing: Array, known: Array, *, backend: Backend,
                   k: int = RERANK, patch: int = PATCH, search: int = SEARCH,
-                  guide_weight: float = GUIDE_WEIGHT) -> Array:
+                  guide_weight: float = GUIDE_WEIGHT, votes: int = VOTES) -> Array:
     """Fill the ``missing`` pixels of ``image`` with patches of its ``known`` pixels.
 
     Parameters
@@ -278,8 +285,50 @@ def exemplar_fill(image: Array, missing: Array, known: Array, *, backend: Backen
         remaining = target & ~filled
 
     # pixels never reached (enclosed by pixels neither known nor missing) keep the guide
+    for _ in range(votes):
+        values = _vote(backend, values, target & filled, fit, candidates, patch_offsets,
+                       half=half)
     crop = values[half:padded_h - half, half:padded_w - half, :]
     return _paste(xp, image, missing, crop, (y0, y1, x0, x1))
+
+
+def _vote(backend: Backend, values: Array, written: Array, fit: Array, candidates: Array,
+          offsets: Array, *, half: int) -> Array:
+    """One pass of patch voting (Wexler, Shechtman & Irani 2007): the squares centred every
+    ``VOTE_STRIDE`` pixels over and around the ``written`` pixels each find their nearest
+    known square, and every written pixel takes the mean of what the squares covering it
+    propose. Averages away the seams between the copied squares.
+    """
+    xp = array_namespace(values)
+    height, width, channels = values.shape
+    n_pixels = height * width
+    patch = 2 * half + 1
+    near = _centred(xp.astype(written, xp.float32), patch) > 0.5
+    rows = xp.arange(height, device=device(values))
+    cols = xp.arange(width, device=device(values))
+    # centres whose square lies in the image (the padding is ``half`` wide), on a grid
+    inside_rows = (rows >= 2 * half) & (rows < height - 2 * half) & (rows % VOTE_STRIDE == 0)
+    inside_cols = (cols >= 2 * half) & (cols < width - 2 * half) & (cols % VOTE_STRIDE == 0)
+    centre_y, centre_x = xp.nonzero(near & inside_rows[:, None] & inside_cols[None, :])
+    if centre_y.shape[0] == 0:
+        return values
+    centres = centre_y * width + centre_x
+    flat = xp.reshape(values, (n_pixels, channels))
+    square = xp.reshape(centres[:, None] + offsets[None, :], (-1,))
+    queries = xp.reshape(xp.take(flat, square, axis=0), (centres.shape[0], -1))
+    _, index = backend.kneighbors(fit, queries, k=1)
+    sources = xp.take(candidates, index[:, 0])
+    proposed = xp.take(flat, xp.reshape(sources[:, None] + offsets[None, :], (-1,)), axis=0)
+    keep = xp.take(xp.reshape(written, (-1,)), square)
+    positions = square[keep]
+    proposed = proposed[keep]
+    counts = bincount(xp, positions, minlength=n_pixels)
+    sums = [bincount(xp, positions, minlength=n_pixels, weights=proposed[:, c])
+            for c in range(channels)]
+    voted = xp.stack([xp.astype(total, xp.float32) for total in sums], axis=1)
+    counts = xp.astype(counts, xp.float32)[:, None]
+    mean = voted / xp.maximum(counts, 1.0)
+    return xp.reshape(xp.where(counts > 0, mean, flat), (height, width, channels))
 
 
 def _paste(xp: ModuleType, image: Array, missing: Array, crop: Array,
