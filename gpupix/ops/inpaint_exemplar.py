@@ -87,9 +87,9 @@ def _difference(xp: ModuleType, a: Array, axis: int) -> Array:
     return xp.concat([edge, inner, edge], axis=1) * 0.5
 
 
-def _offsets(xp: ModuleType, like: Array, width: int, half: int, step: int = 1) -> Array:
+def _offsets(xp: ModuleType, like: Array, width: int, half: int) -> Array:
     """Flat offsets (row * width + col) of a square of the given half side, raster order."""
-    steps = range(-half, half + 1, step)
+    steps = range(-half, half + 1)
     return xp.asarray([dy * width + dx for dy in steps for dx in steps], dtype=xp.int64,
                       device=device(like))
 
@@ -133,6 +133,11 @@ def exemplar_fill(image: Array, missing: Array, known: Array, *, backend: Backen
         Square side, odd.
     search : int, default=96
         The squares copied from lie within this many pixels of the damage's bounding box.
+    guide_weight : float, default=0.25
+        Weight, against a filled pixel's, of a candidate's difference from the smooth fill
+        at the square's unfilled pixels, in the re-rank (0: the filled pixels alone).
+    votes : int, default=1
+        Passes of patch voting after the fill.
 
     Returns
     -------
@@ -148,8 +153,6 @@ def exemplar_fill(image: Array, missing: Array, known: Array, *, backend: Backen
     y0, y1 = max(int(xp.min(rows)) - search, 0), min(int(xp.max(rows)) + 1 + search, height)
     x0, x1 = max(int(xp.min(cols)) - search, 0), min(int(xp.max(cols)) + 1 + search, width)
     half = patch // 2
-    target = _pad(xp, missing[y0:y1, x0:x1], half, False)
-    source = _pad(xp, known[y0:y1, x0:x1] & ~missing[y0:y1, x0:x1], half, False)
     window_missing = missing[y0:y1, x0:x1]
     window_known = known[y0:y1, x0:x1] & ~window_missing
     # the smooth fill guides the search: unfilled pixels hold it until a square is copied
