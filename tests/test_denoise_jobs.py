@@ -53,6 +53,7 @@ def denoise(tmp_path: Path, images: str, model: str | None, **settings):
     return runner.invoke(app, ["run", str(job), "--quiet"])
 
 
+@pytest.mark.slow  # a fit, then a run
 def test_fit_whole_then_load_and_denoise(tmp_path):
     tiles(tmp_path / "train", 200)
     tiles(tmp_path / "test", 10, seed=1)

@@ -90,6 +90,7 @@ EVERY_JOB = {
 }
 
 
+@pytest.mark.slow  # every job kind, three batchings
 @pytest.mark.parametrize("settings", EVERY_JOB.values(), ids=list(EVERY_JOB))
 def test_every_job_is_deterministic_across_batching(tmp_path, settings):
     folder = tmp_path / "images"

@@ -321,6 +321,7 @@ def test_a_bad_model_is_one_line_naming_file_and_member(folder, case):
     assert not (folder / "out" / "a.png").exists()
 
 
+@pytest.mark.slow  # writes a 256 MiB member
 def test_a_zip_bomb_model_is_refused_before_inflating(folder):
     model = folder / "model.npz"
     bomb_member(256 << 20)(model)

@@ -161,14 +161,15 @@ def test_every_pixel_missing_fails(tmp_path):
     assert row["status"] == "failed" and "every pixel is missing" in row["error"]
 
 
-def test_transparent_pixels_are_never_neighbours(tmp_path, holes):
+@pytest.mark.parametrize("settings", [{"method": "knn", "k": 8}, {"method": "smooth"}])
+def test_transparent_pixels_are_never_neighbours(tmp_path, holes, settings):
     image = np.zeros((40, 50, 3), np.uint8)
     image[:, :25] = [200, 50, 50]  # left half: red and opaque; right half: black, transparent
     alpha = np.full((40, 50), 255, np.uint8)
     alpha[:, 25:] = 0
     image[holes] = [255, 0, 255]
     save(tmp_path / "images" / "t.png", np.dstack([image, alpha]))
-    row = run(tmp_path, "inpaint", {"mask": "key_color", "k": 8})["t.png"]
+    row = run(tmp_path, "inpaint", {"mask": "key_color", **settings})["t.png"]
     assert row["status"] == "ok" and row["mask_source"] == "key_color"
     out = load(tmp_path / "out" / "t.png")
     assert (out[holes, :3] == [200, 50, 50]).all()  # only red pixels could be neighbours
@@ -185,6 +186,7 @@ def test_metrics_jsonl_holds_the_k_curve(tmp_path, clean, holes):
 @pytest.mark.parametrize("section, message", [
     ({"k": 0}, "inpaint.k: must be 1..64 or auto"),
     ({"k": 65}, "inpaint.k: must be 1..64 or auto"),
+    ({"k": 7}, "inpaint: with method smooth, k numbers its energies 1..6"),
     ({"k": "many"}, "inpaint.k"),
     ({"key_color": "pinkish"}, "inpaint.key_color: must be a colour"),
     ({"method": "magic"}, "inpaint.method"),

@@ -33,7 +33,8 @@ from gpupix.ops.color import ColorSpace, rgb_to_space, space_to_rgb
 from gpupix.ops.corrupt import corrupt
 from gpupix.ops.denoise import denoise_self, denoise_self_knn
 from gpupix.ops.dither import floyd_steinberg
-from gpupix.ops.inpaint import inpaint
+from gpupix.ops.inpaint import METHODS, inpaint
+from gpupix.ops.inpaint_smooth import ENERGIES
 from gpupix.ops.metrics import METRICS, compute_metrics
 from gpupix.ops.quantize import quantize
 
@@ -157,7 +158,10 @@ def _inpaint_call(rgb: np.ndarray, params: dict[str, Any], backend: CpuBackend) 
         with pytest.raises(ValueError, match="no known pixel"):
             inpaint(rgb, missing, backend=backend)
         missing[0, 0] = False
-    filled = inpaint(rgb, missing, backend=backend, k=params["k"], method=params["method"],
+    k = params["k"]
+    if params["method"] == "smooth":  # k numbers its energies
+        k = None if k > len(ENERGIES) else k
+    filled = inpaint(rgb, missing, backend=backend, k=k, method=params["method"],
                      weights=params["weights"], tile=params["tile"])
     return filled, missing
 
@@ -243,7 +247,7 @@ OPS: dict[str, OpCase] = {
     "inpaint": OpCase(
         params=st.fixed_dictionaries({
             "fraction": st.sampled_from([0.0, 0.1, 0.5, 0.95, 1.0]), "seed": st.integers(0, 9),
-            "k": st.integers(1, 16), "method": st.sampled_from(["knn", "knn_linear", "vote"]),
+            "k": st.integers(1, 16), "method": st.sampled_from(METHODS),
             "weights": st.sampled_from(["uniform", "distance"]),
             "tile": st.integers(16, 40)}),
         call=_inpaint_call,
@@ -357,7 +361,7 @@ JOBS: dict[str, JobCase] = {
         section=st.fixed_dictionaries({
             "mask": st.sampled_from(["alpha", "key_color", "auto"]),
             "k": st.one_of(st.just("auto"), st.integers(1, 64)),
-            "method": st.sampled_from(["knn", "knn_linear", "vote"]),
+            "method": st.sampled_from(METHODS),
             "tile": st.integers(16, 64)}),
         check=_check_pngs_of(1),
         # mask: alpha is refused, by design, on files without transparency (RGB, L, P, 1)

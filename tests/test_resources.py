@@ -22,6 +22,7 @@ def open_handles() -> int:
     return len(os.listdir(FD_DIR))
 
 
+@pytest.mark.slow  # six runs
 @pytest.mark.skipif(not FD_DIR.is_dir(), reason="needs /proc/self/fd (Linux) to count handles")
 def test_no_file_handles_or_threads_leak(tmp_path):
     images = tmp_path / "images"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from gpupix.backends.base import Array, Backend
 from gpupix.errors import ConfigError, ImageError
@@ -32,6 +32,7 @@ from gpupix.jobs.hints import ReportHints
 from gpupix.jobs.quantize import metric_grid
 from gpupix.ops.corrupt import KEY_COLOUR
 from gpupix.ops.inpaint import choose_k, inpaint
+from gpupix.ops.inpaint_smooth import ENERGIES
 from gpupix.ops.metrics import compute_metrics, psnr
 from gpupix.settings import Section, shown
 
@@ -81,6 +82,15 @@ class InpaintConfig(Section):
         if k != "auto" and not 1 <= k <= 64:
             raise ValueError(f"must be 1..64 or auto, got {shown(k)}")
         return k
+
+    @model_validator(mode="after")
+    def _k_fits_the_method(self) -> InpaintConfig:
+        energies = len(ENERGIES)
+        if self.method == "smooth" and self.k != "auto" and self.k > energies:
+            raise ValueError(f"with method smooth, k numbers its energies 1..{energies} (or "
+                             f"auto: chosen per image); got {self.k}. Neighbour counts are "
+                             "for method knn, knn_linear or vote")
+        return self
 
     @property
     def key_rgb(self) -> tuple[int, int, int]:

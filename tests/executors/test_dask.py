@@ -176,6 +176,7 @@ def test_resume_skips_what_is_written(tmp_path, cluster):
     assert third.counts == {"ok": 0, "skipped": 6, "failed": 0}
 
 
+@pytest.mark.slow  # make test; test-fast keeps the conformance suite's Dask runs
 def test_a_stop_ends_after_the_running_tasks_and_a_rerun_finishes(tmp_path, cluster):
     import threading
 
@@ -201,6 +202,7 @@ def test_a_stop_ends_after_the_running_tasks_and_a_rerun_finishes(tmp_path, clus
     assert len(rows_of(first.output_dir)) == 12
 
 
+@pytest.mark.slow  # make test; test-fast keeps the conformance suite's Dask runs
 def test_a_bad_image_is_a_failed_row_on_the_worker(tmp_path, cluster):
     images = small_images(tmp_path / "images", 3)
     (images / "broken.png").write_bytes(b"not an image")
@@ -286,6 +288,7 @@ def test_an_image_that_kills_every_worker_fails_alone(tmp_path, monkeypatch):
     assert "died" in rows["poison.png"]["error"] and "poison.png" in rows["poison.png"]["error"]
 
 
+@pytest.mark.slow  # make test; test-fast keeps the conformance suite's Dask runs
 def test_an_unreachable_scheduler_is_a_config_error(tmp_path, monkeypatch):
     import socket
 
@@ -355,6 +358,7 @@ def test_dask_not_installed_says_what_to_install(tmp_path, monkeypatch):
         next(rows)
 
 
+@pytest.mark.slow  # make test; test-fast keeps the conformance suite's Dask runs
 def test_inpaint_on_dask_finds_its_references_as_locally(tmp_path, cluster):
     """The reference of an image is found from the config alone, so the job rebuilt on a
     worker scores it as the local run does (it used to lose psnr_missing on Dask)."""

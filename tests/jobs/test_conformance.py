@@ -93,13 +93,20 @@ def test_planning_has_no_side_effects(kind, tmp_path):
     assert not (tmp_path / "out").exists()  # planning writes nothing
 
 
-@pytest.mark.parametrize("kind", IMAGE_KINDS)
-def test_encode_makes_one_file_per_output_and_changes_nothing(kind, tmp_path):
+def prepared(kind: str, tmp_path: Path):
+    """A job of ``kind`` that has taken its prepared state, its inputs, a cpu backend."""
     config = config_for(kind, tmp_path)
     job = make_job(config)
     backend = CpuBackend(n_threads=1)
-    job.use_state(job.prepare(inputs_of(config, job), backend))
-    for item in inputs_of(config, job):
+    items = inputs_of(config, job)
+    job.use_state(job.prepare(items, backend))
+    return job, items, backend
+
+
+@pytest.mark.parametrize("kind", IMAGE_KINDS)
+def test_encode_makes_one_file_per_output_and_changes_nothing(kind, tmp_path):
+    job, items, backend = prepared(kind, tmp_path)
+    for item in items:
         [processed] = job.process_batch([(item, decode(item.path))], backend)
         assert not isinstance(processed, BaseException), processed
         metrics = json.dumps(processed.metrics, sort_keys=True, default=str)
@@ -111,11 +118,8 @@ def test_encode_makes_one_file_per_output_and_changes_nothing(kind, tmp_path):
 
 @pytest.mark.parametrize("kind", IMAGE_KINDS)
 def test_a_batch_call_equals_single_calls(kind, tmp_path):
-    config = config_for(kind, tmp_path)
-    job = make_job(config)
-    backend = CpuBackend(n_threads=1)
-    job.use_state(job.prepare(inputs_of(config, job), backend))
-    batch = [(item, decode(item.path)) for item in inputs_of(config, job)]
+    job, items, backend = prepared(kind, tmp_path)
+    batch = [(item, decode(item.path)) for item in items]
     together = job.process_batch(batch, backend)
     alone = [job.process(item, image, backend) for item, image in batch]
     assert len(together) == len(batch)

@@ -131,6 +131,7 @@ def test_a_missing_palette_file_is_a_config_error(tmp_path):
     assert result.exit_code == 2 and "quantize.palette" in result.output
 
 
+@pytest.mark.slow  # k: auto
 def test_binary_alpha_round_trip_with_auto_k(tmp_path):
     rgba = np.dstack([few_colour_image(6, 24, 24)[0], np.full((24, 24), 255, np.uint8)])
     rgba[:, :5, 3] = 0

@@ -49,6 +49,7 @@ def test_histogram_delta_e_estimate_is_close():
     assert fit.delta_e == pytest.approx(measured, rel=0.1)  # bin spread is left out
 
 
+@pytest.mark.slow  # k: auto searches
 @pytest.mark.parametrize("colours", [5, 12])
 def test_auto_k_finds_the_known_number_of_colours(colours):
     # k colours are exact (PSNR inf); k - 1 must merge two distinct colours
