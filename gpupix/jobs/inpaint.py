@@ -89,7 +89,8 @@ class InpaintConfig(Section):
         if self.method == "smooth" and self.k != "auto" and self.k > energies:
             raise ValueError(f"with method smooth, k numbers its energies 1..{energies} (or "
                              f"auto: chosen per image); got {self.k}. Neighbour counts are "
-                             "for method knn, knn_linear or vote")
+                             "for method knn, knn_linear or vote (exemplar: candidate "
+                             "squares)")
         return self
 
     @property
