@@ -24,7 +24,9 @@ squares in a window ``SEARCH`` pixels around the damage (on a grid past
 3x3 block means lost the phase of fine stripes). Each front square is queried twice, its
 unfilled pixels as the guide has them and as the mean of its filled ones (the guide alone
 blurs the query of a texture); ``backend.kneighbors`` returns ``k`` candidates for each, and
-the union is re-ranked by the exact masked sum of squared differences.
+the union is re-ranked by the exact masked sum of squared differences. The query compares
+the squares' first 32 principal axes (of the candidates): as good as every pixel on the
+tuning photos' large holes, at 0.6x the time.
 
 Then one pass of patch voting (Wexler, Shechtman & Irani 2007): squares centred every 2
 pixels over and around the filled pixels each find their nearest known square, and each
@@ -40,6 +42,7 @@ query is array-API code. Measured against the smooth fill and the classical tool
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from types import ModuleType
 
 from array_api_compat import device
@@ -56,6 +59,8 @@ MAX_CANDIDATES = 40_000  # candidate squares per query (subsampled on a grid pas
 BATCH_SHARE = 0.8  # a step fills the fronts with at least this share of the top priority
 VOTES = 1  # passes of patch voting after the fill (0: the copies as they are)
 VOTE_STRIDE = 2  # a voting square centred every this many pixels
+VOTE_K = 4  # its candidates by features, re-ranked by the exact squared difference
+FEATURES = 32  # principal axes of the squares compared by the neighbour query
 _DATA_FLOOR = 0.1  # priority = confidence x (floor + data): flat fronts still progress
 
 
@@ -113,7 +118,8 @@ def _write(xp: ModuleType, flat: Array, positions: Array, values: Array) -> Arra
 
 def exemplar_fill(image: Array, missing: Array, known: Array, *, backend: Backend,
                   k: int = RERANK, patch: int = PATCH, search: int = SEARCH,
-                  guide_weight: float = GUIDE_WEIGHT, votes: int = VOTES) -> Array:
+                  guide_weight: float = GUIDE_WEIGHT, votes: int = VOTES,
+                  features: int = FEATURES) -> Array:
     """Fill the ``missing`` pixels of ``image`` with patches of its ``known`` pixels.
 
     Parameters
@@ -138,6 +144,9 @@ def exemplar_fill(image: Array, missing: Array, known: Array, *, backend: Backen
         at the square's unfilled pixels, in the re-rank (0: the filled pixels alone).
     votes : int, default=1
         Passes of patch voting after the fill.
+    features : int, default=32
+        Principal axes of the candidate squares that the neighbour queries compare (0: every
+        pixel of the square).
 
     Returns
     -------
@@ -185,6 +194,8 @@ def exemplar_fill(image: Array, missing: Array, known: Array, *, backend: Backen
 
     fit = xp.reshape(squares(xp.reshape(values, (n_pixels, channels)), candidates),
                      (-1, n_square * channels))
+    project = _principal_axes(fit, features)
+    fit_features = project(fit)
     k = max(1, min(k, int(candidates.shape[0])))
     confidence = xp.astype(source, xp.float32)
     luma = xp.asarray([0.299, 0.587, 0.114][:channels] + [0.0] * max(channels - 3, 0),
@@ -259,7 +270,7 @@ def exemplar_fill(image: Array, missing: Array, known: Array, *, backend: Backen
         flat_mean = here * trusted + square_mean * (1.0 - trusted)
         queries = xp.concat([xp.reshape(here, (n_query, -1)),
                              xp.reshape(flat_mean, (n_query, -1))], axis=0)
-        _, found = backend.kneighbors(fit, queries, k=k)
+        _, found = backend.kneighbors(fit_features, project(queries), k=k)
         index = xp.concat([found[:n_query, :], found[n_query:, :]], axis=1)
         there = squares(flat_values, xp.take(candidates, xp.reshape(index, (-1,))))
         there = xp.reshape(there, (n_query, 2 * k, n_square, channels))
@@ -289,18 +300,35 @@ def exemplar_fill(image: Array, missing: Array, known: Array, *, backend: Backen
 
     # pixels never reached (enclosed by pixels neither known nor missing) keep the guide
     for _ in range(votes):
-        values = _vote(backend, values, target & filled, fit, candidates, patch_offsets,
-                       half=half)
+        values = _vote(backend, values, target & filled, fit_features, project, candidates,
+                       patch_offsets, half=half)
     crop = values[half:padded_h - half, half:padded_w - half, :]
     return _paste(xp, image, missing, crop, (y0, y1, x0, x1))
 
 
-def _vote(backend: Backend, values: Array, written: Array, fit: Array, candidates: Array,
-          offsets: Array, *, half: int) -> Array:
+def _principal_axes(fit: Array, dims: int) -> Callable[[Array], Array]:
+    """The map of (n, d) rows onto the ``dims`` principal axes of ``fit`` (rows centred on
+    its mean); the identity when ``dims`` is 0 or not below d. The neighbour query's cost is
+    proportional to the dimensions; the exact re-rank after it uses every pixel."""
+    xp = array_namespace(fit)
+    if dims <= 0 or dims >= fit.shape[1]:
+        return lambda rows: rows
+    mean = xp.mean(fit, axis=0)
+    centred = fit - mean
+    covariance = (xp.astype(centred, xp.float64).T @ xp.astype(centred, xp.float64))
+    _, vectors = xp.linalg.eigh(covariance)  # ascending eigenvalues: the last are kept
+    basis = xp.astype(vectors[:, vectors.shape[1] - dims:], fit.dtype)
+    return lambda rows: (rows - mean) @ basis
+
+
+def _vote(backend: Backend, values: Array, written: Array, fit_features: Array,
+          project: Callable[[Array], Array], candidates: Array, offsets: Array, *,
+          half: int) -> Array:
     """One pass of patch voting (Wexler, Shechtman & Irani 2007): the squares centred every
     ``VOTE_STRIDE`` pixels over and around the ``written`` pixels each find their nearest
-    known square, and every written pixel takes the mean of what the squares covering it
-    propose. Averages away the seams between the copied squares.
+    known square (``VOTE_K`` by features, re-ranked by the exact squared difference), and
+    every written pixel takes the mean of what the squares covering it propose. Averages
+    away the seams between the copied squares.
     """
     xp = array_namespace(values)
     height, width, channels = values.shape
@@ -318,9 +346,15 @@ def _vote(backend: Backend, values: Array, written: Array, fit: Array, candidate
     centres = centre_y * width + centre_x
     flat = xp.reshape(values, (n_pixels, channels))
     square = xp.reshape(centres[:, None] + offsets[None, :], (-1,))
-    queries = xp.reshape(xp.take(flat, square, axis=0), (centres.shape[0], -1))
-    _, index = backend.kneighbors(fit, queries, k=1)
-    sources = xp.take(candidates, index[:, 0])
+    n_query, n_square = centres.shape[0], offsets.shape[0]
+    queries = xp.reshape(xp.take(flat, square, axis=0), (n_query, -1))
+    k = min(VOTE_K, int(candidates.shape[0]))
+    _, index = backend.kneighbors(fit_features, project(queries), k=k)
+    found = xp.take(candidates, xp.reshape(index, (-1,)))
+    there = xp.take(flat, xp.reshape(found[:, None] + offsets[None, :], (-1,)), axis=0)
+    there = xp.reshape(there, (n_query, k, n_square * channels))
+    pick = xp.argmin(xp.sum((there - queries[:, None, :]) ** 2, axis=2), axis=1)
+    sources = xp.take(found, xp.arange(n_query, device=device(pick)) * k + pick)
     proposed = xp.take(flat, xp.reshape(sources[:, None] + offsets[None, :], (-1,)), axis=0)
     keep = xp.take(xp.reshape(written, (-1,)), square)
     positions = square[keep]
