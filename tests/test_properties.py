@@ -325,6 +325,15 @@ def _check_denoise_pngs(outputs: list[bytes], shape: tuple[int, int], section: d
 
 
 @st.composite
+def inpaint_sections(draw) -> dict[str, Any]:
+    method = draw(st.sampled_from(METHODS))
+    top = len(ENERGIES) if method == "smooth" else 64  # smooth's k numbers its energies
+    return {"mask": draw(st.sampled_from(["alpha", "key_color", "auto"])), "method": method,
+            "k": draw(st.one_of(st.just("auto"), st.integers(1, top))),
+            "tile": draw(st.integers(16, 64))}
+
+
+@st.composite
 def denoise_sections(draw) -> dict[str, Any]:
     section: dict[str, Any] = {"method": "self",
                                "search": draw(st.sampled_from(["window", "global"])),
@@ -358,11 +367,7 @@ JOBS: dict[str, JobCase] = {
         check=_check_pngs_of(2),  # the damaged image and its mask
     ),
     "inpaint": JobCase(
-        section=st.fixed_dictionaries({
-            "mask": st.sampled_from(["alpha", "key_color", "auto"]),
-            "k": st.one_of(st.just("auto"), st.integers(1, 64)),
-            "method": st.sampled_from(METHODS),
-            "tile": st.integers(16, 64)}),
+        section=inpaint_sections(),
         check=_check_pngs_of(1),
         # mask: alpha is refused, by design, on files without transparency (RGB, L, P, 1)
         max_refused=0.7,
