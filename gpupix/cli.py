@@ -337,16 +337,16 @@ def _job_lines(summary: dict, rows: list[dict]) -> list[tuple[str, str]]:
                                                   "psnr_noisy", "sigma", "psnr_missing",
                                                   "missing_fraction", "k", "k_chosen",
                                                   "colors_out")}
-    job = summary["job"]
-    if job == "denoise" and means["psnr_noisy"] is not None and means["psnr"] is not None:
+    # lines follow from the fields the rows carry, never from the job's name
+    if means["psnr_noisy"] is not None and means["psnr"] is not None:
         lines.append(("mean psnr", f"{means['psnr_noisy']:.2f} dB noisy -> "
                                    f"{means['psnr']:.2f} dB denoised"))
         means["psnr"] = None
-    if job == "denoise" and means["sigma"] is not None:
+    if means["sigma"] is not None:
         lines.append(("mean estimated sigma", f"{means['sigma']:.3g}"))
-    if job == "inpaint" and means["psnr_missing"] is not None:
+    if means["psnr_missing"] is not None:
         lines.append(("mean psnr (missing pixels)", f"{means['psnr_missing']:.2f} dB"))
-    if job == "inpaint" and means["missing_fraction"] is not None:
+    if means["missing_fraction"] is not None:
         lines.append(("mean missing", f"{means['missing_fraction']:.1%} of the pixels"))
     for key, label in (("psnr", "mean psnr"), ("delta_e", "mean delta_e"),
                        ("ssim", "mean ssim"), ("rmse", "mean rmse"),
@@ -362,7 +362,7 @@ def _job_lines(summary: dict, rows: list[dict]) -> list[tuple[str, str]]:
     if refused:
         lines.append(("min_quality", f"{refused} images missed it and were not written"))
     model = summary.get("model")
-    if job == "fit_denoiser" and isinstance(model, dict):
+    if isinstance(model, dict):
         if model.get("fitted"):
             lines.append(("model", f"{model.get('path')} ({model.get('bytes', 0):,} bytes, "
                                    f"kind {model.get('kind')}, fitted in "
