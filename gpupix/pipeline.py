@@ -35,8 +35,7 @@ from gpupix.io import (
     until_stopped,
     write_atomic,
 )
-from gpupix.jobs import ImageJob, Job, WholeSetJob, make_job
-from gpupix.jobs.quantize import PALETTE_JSON, PALETTE_PNG
+from gpupix.jobs import JOBS, ImageJob, Job, WholeSetJob, make_job
 from gpupix.output_dir import LOCK_FILE, OutputLock, foreign_links, inside, open_append
 from gpupix.rows import (
     METRICS_FILE,
@@ -54,8 +53,12 @@ from gpupix.rows import (
 QUALITY_EXIT_CODE = 99
 # The run's own names at the top of output.dir (the report's page and folder included): an
 # input whose output would take one of them is refused before anything is written.
-RESERVED_NAMES = (METRICS_FILE, SUMMARY_FILE, REPORT_FILE, REPORT_DIR, PALETTE_JSON,
-                  PALETTE_PNG, LOCK_FILE)
+RUN_FILES = (METRICS_FILE, SUMMARY_FILE, REPORT_FILE, REPORT_DIR, LOCK_FILE)
+
+
+def reserved_names() -> tuple[str, ...]:
+    """The run's own names and every job kind's own files (a shared palette)."""
+    return RUN_FILES + tuple(name for job in JOBS.values() for name in job.own_files)
 
 
 class StopRequest(threading.Event):
@@ -113,7 +116,7 @@ def prepare_output_dir(config: JobConfig) -> Path:
     except OSError as exc:
         raise ConfigError(f"output.dir: cannot write in {str(output_dir)!r} "
                           f"({exc.strerror or exc})") from None
-    links = foreign_links(output_dir, RESERVED_NAMES)
+    links = foreign_links(output_dir, reserved_names())
     if links:
         more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
         raise ConfigError(f"output.dir: {str(links[0])!r} is a symbolic link{more}; gpupix "
@@ -123,21 +126,19 @@ def prepare_output_dir(config: JobConfig) -> Path:
     return output_dir
 
 
-def recipe_of(config: JobConfig, output_dir: Path) -> str:
+def recipe_of(config: JobConfig, job: Job, output_dir: Path) -> str:
     """A digest of what makes an output: the job's settings, seed, metrics, output format,
-    gpupix's version, and the palette a shared or given palette maps every image onto. A
-    rerun redoes an output whose recipe differs, so ``overwrite: false`` means "do not redo
-    what is already right"."""
+    gpupix's version, and the files the job says decide every output (a shared or given
+    palette). A rerun redoes an output whose recipe differs, so ``overwrite: false`` means
+    "do not redo what is already right"."""
     data = {"gpupix": gpupix.__version__, "job": config.job,
             "section": config.section.model_dump(mode="json"), "seed": config.seed,
             "metrics": list(config.metrics), "format": config.output.model_dump(
                 mode="json", exclude={"dir", "overwrite"})}
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode())
-    quantize = config.quantize
-    if quantize is not None and quantize.palette != "per_image":  # written by prepare
-        palette = Path(quantize.fixed_palette or output_dir / PALETTE_JSON)
+    for path in job.recipe_files(output_dir):  # read after prepare wrote them
         with contextlib.suppress(OSError):
-            digest.update(palette.read_bytes()[: 1 << 20])
+            digest.update(path.read_bytes()[: 1 << 20])
     return digest.hexdigest()[:16]
 
 
@@ -145,6 +146,7 @@ def check_output_names(items: list[InputItem], outputs_of: Callable[[InputItem],
                        output_dir: Path) -> None:
     """Refuse (ConfigError, exit 2) an input whose output would leave output.dir or take one
     of the run's own names; ``gpupix validate`` runs the same check."""
+    reserved = reserved_names()
     for item in items:
         for relative in outputs_of(item):
             target = output_dir / relative
@@ -153,7 +155,7 @@ def check_output_names(items: list[InputItem], outputs_of: Callable[[InputItem],
                 raise ConfigError(f"input.paths: {item.path}: its output {str(target)!r} "
                                   "would be outside output.dir; refused")
             first = relative.parts[0] if relative.parts else ""
-            if first in RESERVED_NAMES or first.startswith(TEMP_PREFIX):
+            if first in reserved or first.startswith(TEMP_PREFIX):
                 raise ConfigError(
                     f"input.paths: {item.path} would be written as {str(relative)!r}, which "
                     f"is the run's own {first!r} in output.dir (metrics.jsonl, summary.json, "
@@ -267,7 +269,7 @@ def _run_images(config: JobConfig, job: ImageJob, items: list[InputItem], output
                 if row.get("status") in ("ok", "skipped")}
     state = job.prepare(items, backend)  # a pass over all inputs first (a shared palette)
     job.use_state(state)
-    recipe = recipe_of(config, output_dir)
+    recipe = recipe_of(config, job, output_dir)
     work, settled, redone = plan(items, job.output_relatives, output_dir,
                                  overwrite=config.output.overwrite, previous=previous,
                                  recipe=recipe)

@@ -68,6 +68,9 @@ class Job(ABC):
     # Outputs whose exact colours are the point (palette images, masks): a lossy output
     # format is refused in the config.
     exact_colors: ClassVar[bool] = False
+    # Files the job writes at the top of output.dir besides each image's outputs (a shared
+    # palette): no input's output may take these names.
+    own_files: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: JobConfig) -> None:
         self.config = config
@@ -76,6 +79,11 @@ class Job(ABC):
     def settings(self) -> Any:
         """This job's section of the config (``config.quantize`` for quantize)."""
         return self.config.section
+
+    def recipe_files(self, output_dir: Path) -> list[Path]:
+        """Files whose content decides every output (a palette they are mapped onto): a
+        rerun redoes the outputs when one of them changed."""
+        return []
 
     def accepts(self, item: InputItem) -> bool:
         """Whether a discovered file is an input of this job (inpaint leaves masks alone)."""

@@ -207,6 +207,7 @@ class QuantizeJob(ImageJob):
     name = "quantize"
     settings_model = QuantizeConfig
     exact_colors = True  # a palette image: a lossy format would add colours
+    own_files = (PALETTE_JSON, PALETTE_PNG)  # palette: shared writes them
 
     report_hints = ReportHints(input_label="original", output_label="quantized",
                                diff_against_input=True,
@@ -221,6 +222,12 @@ class QuantizeJob(ImageJob):
 
     def output_relatives(self, item: InputItem) -> list[Path]:
         return [item.relative.with_suffix(OUTPUT_SUFFIXES[self.config.output.format])]
+
+    def recipe_files(self, output_dir: Path) -> list[Path]:
+        """The palette every image is mapped onto: given, or written by ``prepare``."""
+        if self.settings.palette == "per_image":
+            return []
+        return [Path(self.settings.fixed_palette or output_dir / PALETTE_JSON)]
 
     # ---------------------------------------------------------------- shared palette
     def prepare(self, items: list[InputItem], backend: Backend) -> dict[str, Any] | None:
