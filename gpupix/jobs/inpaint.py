@@ -196,6 +196,8 @@ class InpaintJob(ImageJob):
                 metrics["k_curve"] = [round(v, 4) for v in choice.rmse]  # hold-out RMSE, k=1..
                 metrics["k_held_out"] = choice.held_out
             metrics["k"] = k
+            if s.method == "smooth":  # what k numbers: the energy's weights
+                metrics["tension"], metrics["stiffness"] = ENERGIES[k - 1]
             device_result = inpaint(device_rgb, device_missing, backend=backend, k=k,
                                     method=s.method, weights=s.weights, tile=s.tile,
                                     known=device_known)
