@@ -107,18 +107,15 @@ def distribution_plot(rows: list[Row], columns: list[str], target: Path,
 
 def draw_curves(cards: list[Card], output_dir: Path) -> list[str]:
     """Curves for the first CURVE_LIMIT cards that have one (the rest list values)."""
-    if all(curve_data(card.row) == (None, None) for card in cards):
+    curves = [(card, *data) for card in cards
+              if (data := curve_data(card.row)) != (None, None)][:CURVE_LIMIT]
+    if not curves:
         return []  # no curve: matplotlib is not even imported
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     drawn = []
-    for card in cards:
-        k_curve, sweep = curve_data(card.row)
-        if k_curve is None and sweep is None:
-            continue
-        if len(drawn) >= CURVE_LIMIT:
-            break
+    for card, k_curve, sweep in curves:
         figure = Figure(figsize=(2.6, 1.9), dpi=80, layout="constrained")
         axes = figure.add_subplot()
         axes.tick_params(labelsize=7)
