@@ -46,7 +46,7 @@ def brute_kneighbors(fit_X: Array, query_X: Array, *, k: int, block: int = 4_000
 
 
 _LIMIT_LOCK = threading.Lock()
-_limit_state: dict = {"users": 0, "limiter": None}
+_limit_state: dict = {"users": 0, "limiter": None, "controller": None}
 
 
 @contextmanager
@@ -59,9 +59,11 @@ def one_native_thread() -> Iterator[None]:
     """
     with _LIMIT_LOCK:
         if _limit_state["users"] == 0:
-            from threadpoolctl import ThreadpoolController
+            if _limit_state["controller"] is None:  # finding the libraries takes ~4 ms
+                from threadpoolctl import ThreadpoolController
 
-            _limit_state["limiter"] = ThreadpoolController().limit(limits=1)
+                _limit_state["controller"] = ThreadpoolController()
+            _limit_state["limiter"] = _limit_state["controller"].limit(limits=1)
         _limit_state["users"] += 1
     try:
         yield
@@ -92,13 +94,12 @@ class CpuBackend:
         return None
 
     def describe(self) -> dict[str, str]:
-        from importlib.metadata import version  # not an import of scikit-learn (1-2 s)
+        from importlib.metadata import version  # not an import of SciPy
 
         return {
             "backend": self.name,
             "device": f"cpu ({self.n_threads} threads)",
             "numpy": np.__version__,
-            "scikit-learn": version("scikit-learn"),
             "scipy": version("scipy"),
         }
 
@@ -118,25 +119,17 @@ class CpuBackend:
         max_iter: int = 100,
         init: Array | None = None,
     ) -> tuple[Array, Array]:
-        from sklearn.cluster import KMeans
+        from gpupix.backends.lloyd import weighted_lloyd
+        from gpupix.ops.seeding import kmeans_plus_plus
 
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        model = KMeans(
-            n_clusters=n_clusters,
-            init="k-means++" if init is None else np.asarray(init, dtype=np.float32),
-            n_init=1,
-            max_iter=max_iter,
-            tol=1e-4,
-            random_state=seed,
-        )
-        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
-        # One OpenMP (and BLAS) thread: a palette fit is a few thousand points, and the
-        # engine already computes one image per core. With OpenMP threads competing with
-        # those on 2 cores, a k=16 fit of 128x128 images took 220 ms instead of ~10 ms. One
-        # thread also keeps the fit's float sums in one order whatever the machine.
-        with one_native_thread():
-            model.fit(X, sample_weight=weights)
-        return model.cluster_centers_.astype(np.float32), model.labels_.astype(np.int32)
+        points = np.asarray(X, dtype=np.float32)
+        weights = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+        if init is None:
+            init = kmeans_plus_plus(points, np.ones(len(points)) if weights is None else weights,
+                                    n_clusters, seed=seed)
+        # NumPy on the calling thread: its matrix products here are (m, d<=6) x (d, k), too
+        # small for BLAS to start threads, so one image per core never oversubscribes.
+        return weighted_lloyd(points, weights, np.asarray(init, np.float32), max_iter=max_iter)
 
     def kneighbors(self, fit_X: Array, query_X: Array, *, k: int) -> tuple[Array, Array]:
         threads = CALL_THREADS.get() or self.n_threads

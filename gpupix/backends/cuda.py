@@ -101,20 +101,23 @@ class CudaBackend:
     ) -> tuple[Array, Array]:
         from cuml.cluster import KMeans
 
+        from gpupix.ops.seeding import kmeans_plus_plus
+
         cupy = self._cupy
         X = cupy.ascontiguousarray(cupy.asarray(X, dtype=cupy.float32))
+        weights = None if sample_weight is None else cupy.asarray(sample_weight, cupy.float32)
+        if init is None:  # the cpu backend's seeding, on the device: both backends start alike
+            init = kmeans_plus_plus(X, self.xp.ones_like(X[:, 0]) if weights is None
+                                    else weights, n_clusters, seed=seed)
         model = KMeans(
             n_clusters=n_clusters,
-            # exact k-means++ (cuML: k-means|| with oversampling_factor=0), the seeding the
-            # cpu backend's scikit-learn K-means uses, so both backends start alike
-            init="k-means++" if init is None else cupy.asarray(init, dtype=cupy.float32),
+            init=cupy.asarray(init, dtype=cupy.float32),
             n_init=1,
             max_iter=max_iter,
             tol=1e-4,
             random_state=seed,
             output_type="cupy",
         )
-        weights = None if sample_weight is None else cupy.asarray(sample_weight, cupy.float32)
         model.fit(X, sample_weight=weights)
         centers = cupy.asarray(model.cluster_centers_, dtype=cupy.float32)
         labels = cupy.asarray(model.labels_, dtype=cupy.int32)

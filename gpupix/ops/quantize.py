@@ -18,6 +18,7 @@ from array_api_compat import array_namespace, device
 from gpupix.backends.base import Array, Backend
 from gpupix.ops._xp import bincount, clip, scatter
 from gpupix.ops.color import ColorSpace, rgb_to_space, space_to_rgb
+from gpupix.ops.seeding import kmeans_plus_plus
 
 MAX_COLOURS = 256
 # K-means fits on at most this many histogram points; larger histograms are merged to
@@ -133,6 +134,28 @@ def coarsen(colours: Array, counts: Array, occupied: Array, *, bits: int, to_bit
     return xp.astype(mean, xp.float32), xp.astype(merged, xp.float32), values
 
 
+SPARSE_COUNT = 0
+
+
+def merge_sparse(colours: Array, counts: Array, occupied: Array, *, bits: int, below: float
+                 ) -> tuple[Array, Array]:
+    xp = array_namespace(colours)
+    mask = (1 << bits) - 1
+    parts = [((occupied >> (2 * bits)) & mask) >> 1, ((occupied >> bits) & mask) >> 1,
+             (occupied & mask) >> 1]
+    parent = (parts[0] << (2 * (bits - 1))) | (parts[1] << (bits - 1)) | parts[2]
+    sparse = counts <= below
+    key = xp.where(sparse, parent + (1 << (3 * bits)), xp.astype(occupied, parent.dtype))
+    values, inverse = xp.unique_inverse(key)
+    n = values.shape[0]
+    weights = xp.astype(counts, xp.float64)
+    merged = bincount(xp, inverse, weights=weights, minlength=n)
+    sums = [bincount(xp, inverse, weights=weights * xp.astype(colours[:, c], xp.float64),
+                     minlength=n) for c in range(3)]
+    mean = xp.stack(sums, axis=1) / merged[:, None]
+    return xp.astype(mean, xp.float32), xp.astype(merged, xp.float32)
+
+
 def fit_palette(
     histogram: ColourHistogram,
     *,
@@ -160,6 +183,9 @@ def fit_palette(
             colours, counts, occupied = coarsen(colours, counts, occupied, bits=bits,
                                                 to_bits=bits - 1)
             bits -= 1
+        if SPARSE_COUNT and colours.shape[0] > 4 * k:
+            colours, counts = merge_sparse(colours, counts, occupied, bits=bits,
+                                           below=SPARSE_COUNT)
         points = xp.astype(rgb_to_space(colours, color_space), xp.float32)
         if colours.shape[0] <= k:  # merging left no more points than entries
             centres = points
@@ -195,7 +221,8 @@ def _coarse_start(colours: Array, counts: Array, occupied: Array, *, bits: int, 
     xp = backend.xp
     points = xp.astype(rgb_to_space(colours, color_space), xp.float32)
     centres, _ = backend.kmeans(points, n_clusters=k, sample_weight=counts, seed=seed,
-                                max_iter=max_iter)
+                                max_iter=max_iter,
+                                init=kmeans_plus_plus(points, counts, k, seed=seed))
     return centres
 
 
