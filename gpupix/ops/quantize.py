@@ -134,28 +134,6 @@ def coarsen(colours: Array, counts: Array, occupied: Array, *, bits: int, to_bit
     return xp.astype(mean, xp.float32), xp.astype(merged, xp.float32), values
 
 
-SPARSE_COUNT = 0
-
-
-def merge_sparse(colours: Array, counts: Array, occupied: Array, *, bits: int, below: float
-                 ) -> tuple[Array, Array]:
-    xp = array_namespace(colours)
-    mask = (1 << bits) - 1
-    parts = [((occupied >> (2 * bits)) & mask) >> 1, ((occupied >> bits) & mask) >> 1,
-             (occupied & mask) >> 1]
-    parent = (parts[0] << (2 * (bits - 1))) | (parts[1] << (bits - 1)) | parts[2]
-    sparse = counts <= below
-    key = xp.where(sparse, parent + (1 << (3 * bits)), xp.astype(occupied, parent.dtype))
-    values, inverse = xp.unique_inverse(key)
-    n = values.shape[0]
-    weights = xp.astype(counts, xp.float64)
-    merged = bincount(xp, inverse, weights=weights, minlength=n)
-    sums = [bincount(xp, inverse, weights=weights * xp.astype(colours[:, c], xp.float64),
-                     minlength=n) for c in range(3)]
-    mean = xp.stack(sums, axis=1) / merged[:, None]
-    return xp.astype(mean, xp.float32), xp.astype(merged, xp.float32)
-
-
 def fit_palette(
     histogram: ColourHistogram,
     *,
@@ -183,9 +161,6 @@ def fit_palette(
             colours, counts, occupied = coarsen(colours, counts, occupied, bits=bits,
                                                 to_bits=bits - 1)
             bits -= 1
-        if SPARSE_COUNT and colours.shape[0] > 4 * k:
-            colours, counts = merge_sparse(colours, counts, occupied, bits=bits,
-                                           below=SPARSE_COUNT)
         points = xp.astype(rgb_to_space(colours, color_space), xp.float32)
         if colours.shape[0] <= k:  # merging left no more points than entries
             centres = points
