@@ -45,13 +45,20 @@ DIRECT_MAX = 100_000  # most hole pixels solved directly (SuperLU: ~0.25 GB and 
 KNOWN_FRACTION = 0.75  # one level down, a block is held fixed when this much of it is known
 
 
-def laplacian(u: Array) -> Array:
-    """5-point Laplacian of (C, H, W) ``u`` with mirrored (zero-flux) borders.
+def laplacian(u: Array, out: Array | None = None) -> Array:
+    """5-point Laplacian of (C, H, W) ``u`` with mirrored (zero-flux) borders, written into
+    ``out`` (same shape, not ``u``) when given.
 
-    Built by in-place slice additions: no padded copy, one new array (on 2 cores this
-    halves the time of a conjugate-gradient step against padding with ``concat``).
+    Built by in-place slice additions: no padded copy (on 2 cores this halves the time of a
+    conjugate-gradient step against padding with ``concat``), and with ``out`` no new array:
+    a fresh image-sized array costs its page faults on first touch, which here take longer
+    than the arithmetic, so the iterative solvers keep their work arrays.
     """
-    out = u * -4.0
+    if out is None:
+        out = u * -4.0
+    else:
+        out[...] = u
+        out *= -4.0
     out[:, 1:, :] += u[:, :-1, :]
     out[:, :1, :] += u[:, :1, :]
     out[:, :-1, :] += u[:, 1:, :]
@@ -63,15 +70,31 @@ def laplacian(u: Array) -> Array:
     return out
 
 
-def energy_operator(u: Array, tension: float, stiffness: float) -> Array:
-    """The (symmetric, positive semi-definite) operator whose quadratic form is E."""
-    first = laplacian(u)
-    second = laplacian(first)
+class _Work:
+    """The image-sized work arrays of :func:`energy_operator`, made once per solve."""
+
+    def __init__(self, like: Array, stiffness: float):
+        xp = array_namespace(like)
+        self.first = xp.empty_like(like)
+        self.second = xp.empty_like(like)
+        self.third = xp.empty_like(like) if stiffness else None
+
+
+def energy_operator(u: Array, tension: float, stiffness: float, work: _Work | None = None
+                    ) -> Array:
+    """The (symmetric, positive semi-definite) operator whose quadratic form is E.
+
+    With ``work`` the result is ``work.second`` (overwritten by the next call), and no array
+    is allocated."""
+    if work is None:
+        work = _Work(u, stiffness)
+    first = laplacian(u, work.first)
+    second = laplacian(first, work.second)
     if tension:
         first *= -tension
         second += first
     if stiffness:
-        third = laplacian(second)
+        third = laplacian(second, work.third)
         third *= -stiffness
         second += third
     return second
@@ -81,10 +104,12 @@ def conjugate_gradients(u: Array, unknown: Array, *, tension: float, stiffness: 
                         iterations: int, rhs: Array | None = None) -> Array:
     """``iterations`` CG steps on ``A u = rhs`` (A: :func:`energy_operator`; rhs 0 by
     default, which minimises E) over the pixels where ``unknown`` ((1, H, W) float 0/1) is 1,
-    the others held; each channel is its own system. Nothing is read on the host."""
+    the others held; each channel is its own system. Nothing is read on the host, and the
+    steps allocate nothing image-sized: every update is in place."""
     xp = array_namespace(u)
     u = xp.asarray(u, copy=True)  # updated in place below (whole-image passes are the cost)
-    residual = energy_operator(u, tension, stiffness)
+    work = _Work(u, stiffness)
+    residual = xp.asarray(energy_operator(u, tension, stiffness, work), copy=True)
     residual *= -1.0
     if rhs is not None:
         residual += rhs
@@ -92,12 +117,15 @@ def conjugate_gradients(u: Array, unknown: Array, *, tension: float, stiffness: 
     direction = xp.asarray(residual, copy=True)
     rr = _dot(residual, residual)
     for _ in range(iterations):
-        a_direction = energy_operator(direction, tension, stiffness)
+        a_direction = energy_operator(direction, tension, stiffness, work)
         a_direction *= unknown
         curvature = _dot(direction, a_direction)
         step = rr / xp.where(curvature > 0, curvature, xp.ones_like(curvature))
         step = xp.where(curvature > 0, step, xp.zeros_like(step))
-        u += step * direction
+        scaled = work.first  # free until the next operator call
+        scaled[...] = direction
+        scaled *= step
+        u += scaled
         a_direction *= step
         residual -= a_direction
         rr_new = _dot(residual, residual)
