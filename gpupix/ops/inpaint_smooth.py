@@ -71,13 +71,32 @@ def laplacian(u: Array, out: Array | None = None) -> Array:
 
 
 class _Work:
-    """The image-sized work arrays of :func:`energy_operator`, made once per solve."""
+    """The image-sized work arrays of one solve: the operator's (``first``, ``second``,
+    ``third`` with stiffness) and the conjugate-gradient vectors, made on first use."""
 
-    def __init__(self, like: Array, stiffness: float):
-        xp = array_namespace(like)
-        self.first = xp.empty_like(like)
-        self.second = xp.empty_like(like)
-        self.third = xp.empty_like(like) if stiffness else None
+    def __init__(self, like: Array):
+        self._like = like
+        self._arrays: dict[str, Array] = {}
+
+    def __getattr__(self, name: str) -> Array:
+        arrays = self.__dict__["_arrays"]
+        if name not in arrays:
+            if name not in ("first", "second", "third", "residual", "direction"):
+                raise AttributeError(name)
+            arrays[name] = array_namespace(self._like).empty_like(self._like)
+        return arrays[name]
+
+
+Workspace = dict  # (C, H, W) shape -> _Work: the arrays reused by every solve of that shape
+
+
+def _work(workspace: Workspace | None, like: Array) -> _Work:
+    if workspace is None:
+        return _Work(like)
+    shape = tuple(like.shape)
+    if shape not in workspace:
+        workspace[shape] = _Work(like)
+    return workspace[shape]
 
 
 def energy_operator(u: Array, tension: float, stiffness: float, work: _Work | None = None
@@ -87,7 +106,7 @@ def energy_operator(u: Array, tension: float, stiffness: float, work: _Work | No
     With ``work`` the result is ``work.second`` (overwritten by the next call), and no array
     is allocated."""
     if work is None:
-        work = _Work(u, stiffness)
+        work = _Work(u)
     first = laplacian(u, work.first)
     second = laplacian(first, work.second)
     if tension:
@@ -101,20 +120,24 @@ def energy_operator(u: Array, tension: float, stiffness: float, work: _Work | No
 
 
 def conjugate_gradients(u: Array, unknown: Array, *, tension: float, stiffness: float,
-                        iterations: int, rhs: Array | None = None) -> Array:
+                        iterations: int, rhs: Array | None = None,
+                        workspace: Workspace | None = None, overwrite: bool = False) -> Array:
     """``iterations`` CG steps on ``A u = rhs`` (A: :func:`energy_operator`; rhs 0 by
     default, which minimises E) over the pixels where ``unknown`` ((1, H, W) float 0/1) is 1,
     the others held; each channel is its own system. Nothing is read on the host, and the
-    steps allocate nothing image-sized: every update is in place."""
+    steps allocate nothing image-sized: every update is in place, in the arrays of
+    ``workspace`` (kept by the caller across solves) and, with ``overwrite``, in ``u``."""
     xp = array_namespace(u)
-    u = xp.asarray(u, copy=True)  # updated in place below (whole-image passes are the cost)
-    work = _Work(u, stiffness)
-    residual = xp.asarray(energy_operator(u, tension, stiffness, work), copy=True)
+    if not overwrite:
+        u = xp.asarray(u, copy=True)
+    work = _work(workspace, u)
+    residual, direction = work.residual, work.direction
+    residual[...] = energy_operator(u, tension, stiffness, work)
     residual *= -1.0
     if rhs is not None:
         residual += rhs
     residual *= unknown
-    direction = xp.asarray(residual, copy=True)
+    direction[...] = residual
     rr = _dot(residual, residual)
     for _ in range(iterations):
         a_direction = energy_operator(direction, tension, stiffness, work)
@@ -148,7 +171,8 @@ def _dot(a: Array, b: Array) -> Array:
 
 def _downsample(values: Array, weights: Array) -> tuple[Array, Array]:
     """2x2 blocks: the weighted mean of (C, H, W) ``values`` and the mean (H, W) weight
-    (an odd side gets a zero-weight row or column)."""
+    (an odd side gets a zero-weight row or column). Sums of strided slices: a reduction over
+    short reshaped axes is several times slower."""
     xp = array_namespace(values)
     channels, height, width = values.shape
     pad_y, pad_x = height % 2, width % 2
@@ -159,29 +183,37 @@ def _downsample(values: Array, weights: Array) -> tuple[Array, Array]:
     if pad_x:
         weighted = xp.concat([weighted, xp.zeros_like(weighted[:, :, :1])], axis=2)
         weights = xp.concat([weights, xp.zeros_like(weights[:, :1])], axis=1)
-    h2, w2 = weights.shape[0] // 2, weights.shape[1] // 2
-    sums = xp.sum(xp.reshape(weighted, (channels, h2, 2, w2, 2)), axis=(2, 4))
-    counts = xp.sum(xp.reshape(weights, (h2, 2, w2, 2)), axis=(1, 3))
+    rows = weighted[:, 0::2, :] + weighted[:, 1::2, :]
+    sums = rows[:, :, 0::2] + rows[:, :, 1::2]
+    weight_rows = weights[0::2, :] + weights[1::2, :]
+    counts = weight_rows[:, 0::2] + weight_rows[:, 1::2]
     safe = xp.where(counts > 0, counts, xp.ones_like(counts))
     return sums / safe[None, :, :], counts * 0.25
 
 
 def _upsample_axis(x: Array, axis: int, size: int) -> Array:
-    """Cell-centred linear interpolation doubling ``axis`` of (C, h, w) ``x``, cut to size."""
+    """Cell-centred linear interpolation doubling ``axis`` of (C, h, w) ``x``, cut to size:
+    written into strided slices of the result (no stacked copy)."""
     xp = array_namespace(x)
-    n = x.shape[axis]
-    if axis == 1:
-        before = xp.concat([x[:, :1, :], x[:, :-1, :]], axis=1)
-        after = xp.concat([x[:, 1:, :], x[:, -1:, :]], axis=1)
-    else:
-        before = xp.concat([x[:, :, :1], x[:, :, :-1]], axis=2)
-        after = xp.concat([x[:, :, 1:], x[:, :, -1:]], axis=2)
-    even, odd = 0.75 * x + 0.25 * before, 0.75 * x + 0.25 * after
-    both = xp.stack([even, odd], axis=axis + 1)
     shape = list(x.shape)
-    shape[axis] = 2 * n
-    both = xp.reshape(both, tuple(shape))
-    return both[:, :size, :] if axis == 1 else both[:, :, :size]
+    shape[axis] = size
+    out = xp.empty(tuple(shape), dtype=x.dtype, device=device(x))
+    even, odd = x * 0.75, x * 0.75
+    if axis == 1:
+        even[:, 1:, :] += x[:, :-1, :] * 0.25
+        even[:, :1, :] += x[:, :1, :] * 0.25
+        odd[:, :-1, :] += x[:, 1:, :] * 0.25
+        odd[:, -1:, :] += x[:, -1:, :] * 0.25
+        out[:, 0::2, :] = even[:, :(size + 1) // 2, :]
+        out[:, 1::2, :] = odd[:, :size // 2, :]
+    else:
+        even[:, :, 1:] += x[:, :, :-1] * 0.25
+        even[:, :, :1] += x[:, :, :1] * 0.25
+        odd[:, :, :-1] += x[:, :, 1:] * 0.25
+        odd[:, :, -1:] += x[:, :, -1:] * 0.25
+        out[:, :, 0::2] = even[:, :, :(size + 1) // 2]
+        out[:, :, 1::2] = odd[:, :, :size // 2]
+    return out
 
 
 def upsample(x: Array, height: int, width: int) -> Array:
@@ -190,19 +222,21 @@ def upsample(x: Array, height: int, width: int) -> Array:
 
 
 def solve(values: Array, known: Array, *, tension: float = 0.0, stiffness: float = 0.0,
-          fine_iterations: int = FINE_ITERATIONS, coarse_iterations: int = COARSE_ITERATIONS
-          ) -> Array:
+          fine_iterations: int = FINE_ITERATIONS, coarse_iterations: int = COARSE_ITERATIONS,
+          workspace: Workspace | None = None) -> Array:
     """Minimise E over the pixels of (C, H, W) float32 ``values`` where (H, W) bool ``known``
-    is False, coarse to fine. Known pixels keep their values."""
+    is False, coarse to fine. Known pixels keep their values. ``workspace`` (a dict, kept
+    by the caller) lends its work arrays to every level's steps."""
     xp = array_namespace(values)
     weights = xp.astype(known, values.dtype)
+    workspace = {} if workspace is None else workspace
     return _solve_level(xp, values, weights, tension, stiffness, fine_iterations,
-                        coarse_iterations)
+                        coarse_iterations, workspace)
 
 
 def _solve_level(xp: ModuleType, values: Array, weights: Array, tension: float,
                  stiffness: float, iterations: int, coarse_iterations: int,
-                 coarse_level: bool = False) -> Array:
+                 workspace: Workspace, coarse_level: bool = False) -> Array:
     channels, height, width = values.shape
     known = weights > 0
     if coarse_level:
@@ -217,14 +251,15 @@ def _solve_level(xp: ModuleType, values: Array, weights: Array, tension: float,
         mean = xp.sum(values * weights[None, :, :], axis=(1, 2), keepdims=True) / total
         start = xp.where(known[None, :, :], values, mean)
         return conjugate_gradients(start, unknown, tension=tension, stiffness=stiffness,
-                                   iterations=BOTTOM_ITERATIONS)
+                                   iterations=BOTTOM_ITERATIONS, workspace=workspace,
+                                   overwrite=True)
     coarse_values, coarse_weights = _downsample(values, weights)
     # one level down the pixels are twice as far apart: tension weighs 4x, stiffness 1/4
     coarse = _solve_level(xp, coarse_values, coarse_weights, tension * 4.0, stiffness / 4.0,
-                          coarse_iterations, coarse_iterations, True)
+                          coarse_iterations, coarse_iterations, workspace, True)
     start = xp.where(known[None, :, :], values, upsample(coarse, height, width))
     return conjugate_gradients(start, unknown, tension=tension, stiffness=stiffness,
-                               iterations=iterations)
+                               iterations=iterations, workspace=workspace, overwrite=True)
 
 
 def dilate(mask: Array, radius: int) -> Array:
@@ -274,7 +309,7 @@ def _paths(xp: ModuleType, rows: Array, cols: Array, shape: tuple[int, int], pow
 
 
 def solve_direct(backend: Backend, u: Array, direct: Array, *, tension: float,
-                 stiffness: float) -> Array:
+                 stiffness: float, workspace: Workspace | None = None) -> Array:
     """(C, H, W) ``u`` with the pixels of ``direct`` ((H, W) bool) set to the exact minimiser
     of E, all other pixels held: one sparse factorisation (``backend.solve_sparse``) for
     every channel. The matrix rows are the energy's stencil, built from paths of the
@@ -304,7 +339,8 @@ def solve_direct(backend: Backend, u: Array, direct: Array, *, tension: float,
         triplets_c.append(target[keep])
         triplets_v.append(xp.reshape(weight, (-1,))[keep] * coefficient)
     outside = u * xp.astype(~direct, u.dtype)[None, :, :]
-    pull = -energy_operator(outside, tension, stiffness)
+    pull = energy_operator(outside, tension, stiffness, _work(workspace, outside))
+    pull *= -1.0
     rhs = xp.take(xp.reshape(pull, (channels, -1)), xp.reshape(rows * width + cols, (-1,)),
                   axis=1)
     solution = backend.solve_sparse(xp.concat(triplets_r), xp.concat(triplets_c),
@@ -337,16 +373,19 @@ def fill(image: Array, missing: Array, known: Array, *, backend: Backend,
     holes = 0 < size <= DIRECT_MAX
     # with holes, the fine steps come after their exact solve: before it, the holes' large
     # residual would take the steps' size from the scattered gaps
+    workspace: Workspace = {}
     solved = solve(values, known, tension=tension, stiffness=stiffness,
                    fine_iterations=0 if holes else fine_iterations,
-                   coarse_iterations=coarse_iterations)
+                   coarse_iterations=coarse_iterations, workspace=workspace)
     if holes:
         # stiffness shapes the small gaps; inside a hole the 13-point biharmonic stencil
         # factorises much faster than the 25-point triharmonic one
-        solved = solve_direct(backend, solved, direct, tension=tension, stiffness=0.0)
+        solved = solve_direct(backend, solved, direct, tension=tension, stiffness=0.0,
+                              workspace=workspace)
         unknown = xp.astype(~known, values.dtype)[None, :, :]
         solved = conjugate_gradients(solved, unknown, tension=tension, stiffness=stiffness,
-                                     iterations=fine_iterations)
+                                     iterations=fine_iterations, workspace=workspace,
+                                     overwrite=True)
     solved = xp.permute_dims(solved, (1, 2, 0))
     return xp.where(missing[:, :, None], clip(solved, 0.0, 255.0), image)
 
