@@ -484,12 +484,13 @@ def choose_energy(image: Array, missing: Array, known: Array, *, backend: Backen
     groups = (xp.astype(hidden & ~deep, xp.float32)[None, :, :],
               xp.astype(deep, xp.float32)[None, :, :])
     errors: dict[tuple[float, float], tuple[float, ...]] = {}
+    workspace: Workspace = {}  # the windows share a shape: their solves share work arrays
     # the stiffness, on the scattered hidden pixels (the holes left to the coarse steps)
     base = {}
     for s in STIFFNESSES:
         base[s] = solve(values, remaining, tension=0.0, stiffness=s,
                         fine_iterations=SCORE_FINE_ITERATIONS,
-                        coarse_iterations=SCORE_COARSE_ITERATIONS)
+                        coarse_iterations=SCORE_COARSE_ITERATIONS, workspace=workspace)
         errors[(0.0, s)] = squared_errors(base[s], values, groups)
     stiffness = min(STIFFNESSES, key=lambda s: (errors[(0.0, s)][0], s))
     tension = 0.0
@@ -502,13 +503,15 @@ def choose_energy(image: Array, missing: Array, known: Array, *, backend: Backen
                 if count < 2 or not bool(xp.any(deep)):
                     continue
                 # the scattered pixels around the hidden holes need only be close
-                start = solve(values, remaining, tension=0.0, stiffness=stiffness)
+                start = solve(values, remaining, tension=0.0, stiffness=stiffness,
+                              workspace=workspace)
             else:
                 start = base[stiffness]
             window_groups = (xp.astype(hidden & ~deep, xp.float32)[None, :, :],
                              xp.astype(deep, xp.float32)[None, :, :])
             for t in TENSIONS:
-                solved = solve_direct(backend, start, direct, tension=t, stiffness=0.0)
+                solved = solve_direct(backend, start, direct, tension=t, stiffness=0.0,
+                                      workspace=workspace)
                 found = squared_errors(solved, values, window_groups)
                 deep_errors[t] += found[1]
                 if not rank:
