@@ -43,6 +43,10 @@ DEEP = 2  # an unknown pixel with no known pixel this near is inside a hole
 RING = 4  # ... and the direct solve takes the unknown pixels this far around it too
 DIRECT_MAX = 100_000  # most hole pixels solved directly (SuperLU: ~0.25 GB and ~2.5 s here)
 KNOWN_FRACTION = 0.75  # one level down, a block is held fixed when this much of it is known
+# arrays of at least this many elements are reused between steps: fresh ones that large pay
+# page faults on first touch (more than the stencil arithmetic); smaller ones come back from
+# the allocator warm, and writing into a kept array costs an extra pass
+REUSE_MIN = 1 << 19
 
 
 def laplacian(u: Array, out: Array | None = None) -> Array:
@@ -105,15 +109,13 @@ def energy_operator(u: Array, tension: float, stiffness: float, work: _Work | No
 
     With ``work`` the result is ``work.second`` (overwritten by the next call), and no array
     is allocated."""
-    if work is None:
-        work = _Work(u)
-    first = laplacian(u, work.first)
-    second = laplacian(first, work.second)
+    first = laplacian(u, None if work is None else work.first)
+    second = laplacian(first, None if work is None else work.second)
     if tension:
         first *= -tension
         second += first
     if stiffness:
-        third = laplacian(second, work.third)
+        third = laplacian(second, None if work is None else work.third)
         third *= -stiffness
         second += third
     return second
@@ -125,19 +127,27 @@ def conjugate_gradients(u: Array, unknown: Array, *, tension: float, stiffness: 
     """``iterations`` CG steps on ``A u = rhs`` (A: :func:`energy_operator`; rhs 0 by
     default, which minimises E) over the pixels where ``unknown`` ((1, H, W) float 0/1) is 1,
     the others held; each channel is its own system. Nothing is read on the host, and the
-    steps allocate nothing image-sized: every update is in place, in the arrays of
-    ``workspace`` (kept by the caller across solves) and, with ``overwrite``, in ``u``."""
+    steps on an array of ``REUSE_MIN`` elements or more allocate nothing that size: every
+    update is in place, in the arrays of ``workspace`` (kept by the caller across solves)
+    and, with ``overwrite``, in ``u``."""
     xp = array_namespace(u)
     if not overwrite:
         u = xp.asarray(u, copy=True)
-    work = _work(workspace, u)
-    residual, direction = work.residual, work.direction
-    residual[...] = energy_operator(u, tension, stiffness, work)
+    work = _work(workspace, u) if math.prod(u.shape) >= REUSE_MIN else None
+    if work is None:
+        residual = energy_operator(u, tension, stiffness)
+        direction = None
+    else:
+        residual, direction = work.residual, work.direction
+        residual[...] = energy_operator(u, tension, stiffness, work)
     residual *= -1.0
     if rhs is not None:
         residual += rhs
     residual *= unknown
-    direction[...] = residual
+    if direction is None:
+        direction = xp.asarray(residual, copy=True)
+    else:
+        direction[...] = residual
     rr = _dot(residual, residual)
     for _ in range(iterations):
         a_direction = energy_operator(direction, tension, stiffness, work)
@@ -145,10 +155,13 @@ def conjugate_gradients(u: Array, unknown: Array, *, tension: float, stiffness: 
         curvature = _dot(direction, a_direction)
         step = rr / xp.where(curvature > 0, curvature, xp.ones_like(curvature))
         step = xp.where(curvature > 0, step, xp.zeros_like(step))
-        scaled = work.first  # free until the next operator call
-        scaled[...] = direction
-        scaled *= step
-        u += scaled
+        if work is None:
+            u += step * direction
+        else:
+            scaled = work.first  # free until the next operator call
+            scaled[...] = direction
+            scaled *= step
+            u += scaled
         a_direction *= step
         residual -= a_direction
         rr_new = _dot(residual, residual)
@@ -309,7 +322,7 @@ def _paths(xp: ModuleType, rows: Array, cols: Array, shape: tuple[int, int], pow
 
 
 def solve_direct(backend: Backend, u: Array, direct: Array, *, tension: float,
-                 stiffness: float, workspace: Workspace | None = None) -> Array:
+                 stiffness: float) -> Array:
     """(C, H, W) ``u`` with the pixels of ``direct`` ((H, W) bool) set to the exact minimiser
     of E, all other pixels held: one sparse factorisation (``backend.solve_sparse``) for
     every channel. The matrix rows are the energy's stencil, built from paths of the
@@ -339,7 +352,7 @@ def solve_direct(backend: Backend, u: Array, direct: Array, *, tension: float,
         triplets_c.append(target[keep])
         triplets_v.append(xp.reshape(weight, (-1,))[keep] * coefficient)
     outside = u * xp.astype(~direct, u.dtype)[None, :, :]
-    pull = energy_operator(outside, tension, stiffness, _work(workspace, outside))
+    pull = energy_operator(outside, tension, stiffness)
     pull *= -1.0
     rhs = xp.take(xp.reshape(pull, (channels, -1)), xp.reshape(rows * width + cols, (-1,)),
                   axis=1)
@@ -380,8 +393,7 @@ def fill(image: Array, missing: Array, known: Array, *, backend: Backend,
     if holes:
         # stiffness shapes the small gaps; inside a hole the 13-point biharmonic stencil
         # factorises much faster than the 25-point triharmonic one
-        solved = solve_direct(backend, solved, direct, tension=tension, stiffness=0.0,
-                              workspace=workspace)
+        solved = solve_direct(backend, solved, direct, tension=tension, stiffness=0.0)
         unknown = xp.astype(~known, values.dtype)[None, :, :]
         solved = conjugate_gradients(solved, unknown, tension=tension, stiffness=stiffness,
                                      iterations=fine_iterations, workspace=workspace,
@@ -510,8 +522,7 @@ def choose_energy(image: Array, missing: Array, known: Array, *, backend: Backen
             window_groups = (xp.astype(hidden & ~deep, xp.float32)[None, :, :],
                              xp.astype(deep, xp.float32)[None, :, :])
             for t in TENSIONS:
-                solved = solve_direct(backend, start, direct, tension=t, stiffness=0.0,
-                                      workspace=workspace)
+                solved = solve_direct(backend, start, direct, tension=t, stiffness=0.0)
                 found = squared_errors(solved, values, window_groups)
                 deep_errors[t] += found[1]
                 if not rank:
