@@ -43,15 +43,26 @@ DEEP = 2  # an unknown pixel with no known pixel this near is inside a hole
 RING = 4  # ... and the direct solve takes the unknown pixels this far around it too
 DIRECT_MAX = 100_000  # most hole pixels solved directly (SuperLU: ~0.25 GB and ~2.5 s here)
 KNOWN_FRACTION = 0.75  # one level down, a block is held fixed when this much of it is known
+# arrays of at least this many elements are reused between steps: fresh ones that large pay
+# page faults on first touch (more than the stencil arithmetic); smaller ones come back from
+# the allocator warm, and writing into a kept array costs an extra pass
+REUSE_MIN = 1 << 19
 
 
-def laplacian(u: Array) -> Array:
-    """5-point Laplacian of (C, H, W) ``u`` with mirrored (zero-flux) borders.
+def laplacian(u: Array, out: Array | None = None) -> Array:
+    """5-point Laplacian of (C, H, W) ``u`` with mirrored (zero-flux) borders, written into
+    ``out`` (same shape, not ``u``) when given.
 
-    Built by in-place slice additions: no padded copy, one new array (on 2 cores this
-    halves the time of a conjugate-gradient step against padding with ``concat``).
+    Built by in-place slice additions: no padded copy (on 2 cores this halves the time of a
+    conjugate-gradient step against padding with ``concat``), and with ``out`` no new array:
+    a fresh image-sized array costs its page faults on first touch, which here take longer
+    than the arithmetic, so the iterative solvers keep their work arrays.
     """
-    out = u * -4.0
+    if out is None:
+        out = u * -4.0
+    else:
+        out[...] = u
+        out *= -4.0
     out[:, 1:, :] += u[:, :-1, :]
     out[:, :1, :] += u[:, :1, :]
     out[:, :-1, :] += u[:, 1:, :]
@@ -63,41 +74,94 @@ def laplacian(u: Array) -> Array:
     return out
 
 
-def energy_operator(u: Array, tension: float, stiffness: float) -> Array:
-    """The (symmetric, positive semi-definite) operator whose quadratic form is E."""
-    first = laplacian(u)
-    second = laplacian(first)
+class _Work:
+    """The image-sized work arrays of one solve: the operator's (``first``, ``second``,
+    ``third`` with stiffness) and the conjugate-gradient vectors, made on first use."""
+
+    def __init__(self, like: Array):
+        self._like = like
+        self._arrays: dict[str, Array] = {}
+
+    def __getattr__(self, name: str) -> Array:
+        arrays = self.__dict__["_arrays"]
+        if name not in arrays:
+            if name not in ("first", "second", "third", "residual", "direction"):
+                raise AttributeError(name)
+            arrays[name] = array_namespace(self._like).empty_like(self._like)
+        return arrays[name]
+
+
+Workspace = dict  # (C, H, W) shape -> _Work: the arrays reused by every solve of that shape
+
+
+def _work(workspace: Workspace | None, like: Array) -> _Work:
+    if workspace is None:
+        return _Work(like)
+    shape = tuple(like.shape)
+    if shape not in workspace:
+        workspace[shape] = _Work(like)
+    return workspace[shape]
+
+
+def energy_operator(u: Array, tension: float, stiffness: float, work: _Work | None = None
+                    ) -> Array:
+    """The (symmetric, positive semi-definite) operator whose quadratic form is E.
+
+    With ``work`` the result is ``work.second`` (overwritten by the next call), and no array
+    is allocated."""
+    first = laplacian(u, None if work is None else work.first)
+    second = laplacian(first, None if work is None else work.second)
     if tension:
         first *= -tension
         second += first
     if stiffness:
-        third = laplacian(second)
+        third = laplacian(second, None if work is None else work.third)
         third *= -stiffness
         second += third
     return second
 
 
 def conjugate_gradients(u: Array, unknown: Array, *, tension: float, stiffness: float,
-                        iterations: int, rhs: Array | None = None) -> Array:
+                        iterations: int, rhs: Array | None = None,
+                        workspace: Workspace | None = None, overwrite: bool = False) -> Array:
     """``iterations`` CG steps on ``A u = rhs`` (A: :func:`energy_operator`; rhs 0 by
     default, which minimises E) over the pixels where ``unknown`` ((1, H, W) float 0/1) is 1,
-    the others held; each channel is its own system. Nothing is read on the host."""
+    the others held; each channel is its own system. Nothing is read on the host, and the
+    steps on an array of ``REUSE_MIN`` elements or more allocate nothing that size: every
+    update is in place, in the arrays of ``workspace`` (kept by the caller across solves)
+    and, with ``overwrite``, in ``u``."""
     xp = array_namespace(u)
-    u = xp.asarray(u, copy=True)  # updated in place below (whole-image passes are the cost)
-    residual = energy_operator(u, tension, stiffness)
+    if not overwrite:
+        u = xp.asarray(u, copy=True)
+    work = _work(workspace, u) if math.prod(u.shape) >= REUSE_MIN else None
+    if work is None:
+        residual = energy_operator(u, tension, stiffness)
+        direction = None
+    else:
+        residual, direction = work.residual, work.direction
+        residual[...] = energy_operator(u, tension, stiffness, work)
     residual *= -1.0
     if rhs is not None:
         residual += rhs
     residual *= unknown
-    direction = xp.asarray(residual, copy=True)
+    if direction is None:
+        direction = xp.asarray(residual, copy=True)
+    else:
+        direction[...] = residual
     rr = _dot(residual, residual)
     for _ in range(iterations):
-        a_direction = energy_operator(direction, tension, stiffness)
+        a_direction = energy_operator(direction, tension, stiffness, work)
         a_direction *= unknown
         curvature = _dot(direction, a_direction)
         step = rr / xp.where(curvature > 0, curvature, xp.ones_like(curvature))
         step = xp.where(curvature > 0, step, xp.zeros_like(step))
-        u += step * direction
+        if work is None:
+            u += step * direction
+        else:
+            scaled = work.first  # free until the next operator call
+            scaled[...] = direction
+            scaled *= step
+            u += scaled
         a_direction *= step
         residual -= a_direction
         rr_new = _dot(residual, residual)
@@ -120,7 +184,8 @@ def _dot(a: Array, b: Array) -> Array:
 
 def _downsample(values: Array, weights: Array) -> tuple[Array, Array]:
     """2x2 blocks: the weighted mean of (C, H, W) ``values`` and the mean (H, W) weight
-    (an odd side gets a zero-weight row or column)."""
+    (an odd side gets a zero-weight row or column). Sums of strided slices: a reduction over
+    short reshaped axes is several times slower."""
     xp = array_namespace(values)
     channels, height, width = values.shape
     pad_y, pad_x = height % 2, width % 2
@@ -131,29 +196,37 @@ def _downsample(values: Array, weights: Array) -> tuple[Array, Array]:
     if pad_x:
         weighted = xp.concat([weighted, xp.zeros_like(weighted[:, :, :1])], axis=2)
         weights = xp.concat([weights, xp.zeros_like(weights[:, :1])], axis=1)
-    h2, w2 = weights.shape[0] // 2, weights.shape[1] // 2
-    sums = xp.sum(xp.reshape(weighted, (channels, h2, 2, w2, 2)), axis=(2, 4))
-    counts = xp.sum(xp.reshape(weights, (h2, 2, w2, 2)), axis=(1, 3))
+    rows = weighted[:, 0::2, :] + weighted[:, 1::2, :]
+    sums = rows[:, :, 0::2] + rows[:, :, 1::2]
+    weight_rows = weights[0::2, :] + weights[1::2, :]
+    counts = weight_rows[:, 0::2] + weight_rows[:, 1::2]
     safe = xp.where(counts > 0, counts, xp.ones_like(counts))
     return sums / safe[None, :, :], counts * 0.25
 
 
 def _upsample_axis(x: Array, axis: int, size: int) -> Array:
-    """Cell-centred linear interpolation doubling ``axis`` of (C, h, w) ``x``, cut to size."""
+    """Cell-centred linear interpolation doubling ``axis`` of (C, h, w) ``x``, cut to size:
+    written into strided slices of the result (no stacked copy)."""
     xp = array_namespace(x)
-    n = x.shape[axis]
-    if axis == 1:
-        before = xp.concat([x[:, :1, :], x[:, :-1, :]], axis=1)
-        after = xp.concat([x[:, 1:, :], x[:, -1:, :]], axis=1)
-    else:
-        before = xp.concat([x[:, :, :1], x[:, :, :-1]], axis=2)
-        after = xp.concat([x[:, :, 1:], x[:, :, -1:]], axis=2)
-    even, odd = 0.75 * x + 0.25 * before, 0.75 * x + 0.25 * after
-    both = xp.stack([even, odd], axis=axis + 1)
     shape = list(x.shape)
-    shape[axis] = 2 * n
-    both = xp.reshape(both, tuple(shape))
-    return both[:, :size, :] if axis == 1 else both[:, :, :size]
+    shape[axis] = size
+    out = xp.empty(tuple(shape), dtype=x.dtype, device=device(x))
+    even, odd = x * 0.75, x * 0.75
+    if axis == 1:
+        even[:, 1:, :] += x[:, :-1, :] * 0.25
+        even[:, :1, :] += x[:, :1, :] * 0.25
+        odd[:, :-1, :] += x[:, 1:, :] * 0.25
+        odd[:, -1:, :] += x[:, -1:, :] * 0.25
+        out[:, 0::2, :] = even[:, :(size + 1) // 2, :]
+        out[:, 1::2, :] = odd[:, :size // 2, :]
+    else:
+        even[:, :, 1:] += x[:, :, :-1] * 0.25
+        even[:, :, :1] += x[:, :, :1] * 0.25
+        odd[:, :, :-1] += x[:, :, 1:] * 0.25
+        odd[:, :, -1:] += x[:, :, -1:] * 0.25
+        out[:, :, 0::2] = even[:, :, :(size + 1) // 2]
+        out[:, :, 1::2] = odd[:, :, :size // 2]
+    return out
 
 
 def upsample(x: Array, height: int, width: int) -> Array:
@@ -162,19 +235,21 @@ def upsample(x: Array, height: int, width: int) -> Array:
 
 
 def solve(values: Array, known: Array, *, tension: float = 0.0, stiffness: float = 0.0,
-          fine_iterations: int = FINE_ITERATIONS, coarse_iterations: int = COARSE_ITERATIONS
-          ) -> Array:
+          fine_iterations: int = FINE_ITERATIONS, coarse_iterations: int = COARSE_ITERATIONS,
+          workspace: Workspace | None = None) -> Array:
     """Minimise E over the pixels of (C, H, W) float32 ``values`` where (H, W) bool ``known``
-    is False, coarse to fine. Known pixels keep their values."""
+    is False, coarse to fine. Known pixels keep their values. ``workspace`` (a dict, kept
+    by the caller) lends its work arrays to every level's steps."""
     xp = array_namespace(values)
     weights = xp.astype(known, values.dtype)
+    workspace = {} if workspace is None else workspace
     return _solve_level(xp, values, weights, tension, stiffness, fine_iterations,
-                        coarse_iterations)
+                        coarse_iterations, workspace)
 
 
 def _solve_level(xp: ModuleType, values: Array, weights: Array, tension: float,
                  stiffness: float, iterations: int, coarse_iterations: int,
-                 coarse_level: bool = False) -> Array:
+                 workspace: Workspace, coarse_level: bool = False) -> Array:
     channels, height, width = values.shape
     known = weights > 0
     if coarse_level:
@@ -189,14 +264,15 @@ def _solve_level(xp: ModuleType, values: Array, weights: Array, tension: float,
         mean = xp.sum(values * weights[None, :, :], axis=(1, 2), keepdims=True) / total
         start = xp.where(known[None, :, :], values, mean)
         return conjugate_gradients(start, unknown, tension=tension, stiffness=stiffness,
-                                   iterations=BOTTOM_ITERATIONS)
+                                   iterations=BOTTOM_ITERATIONS, workspace=workspace,
+                                   overwrite=True)
     coarse_values, coarse_weights = _downsample(values, weights)
     # one level down the pixels are twice as far apart: tension weighs 4x, stiffness 1/4
     coarse = _solve_level(xp, coarse_values, coarse_weights, tension * 4.0, stiffness / 4.0,
-                          coarse_iterations, coarse_iterations, True)
+                          coarse_iterations, coarse_iterations, workspace, True)
     start = xp.where(known[None, :, :], values, upsample(coarse, height, width))
     return conjugate_gradients(start, unknown, tension=tension, stiffness=stiffness,
-                               iterations=iterations)
+                               iterations=iterations, workspace=workspace, overwrite=True)
 
 
 def dilate(mask: Array, radius: int) -> Array:
@@ -276,7 +352,8 @@ def solve_direct(backend: Backend, u: Array, direct: Array, *, tension: float,
         triplets_c.append(target[keep])
         triplets_v.append(xp.reshape(weight, (-1,))[keep] * coefficient)
     outside = u * xp.astype(~direct, u.dtype)[None, :, :]
-    pull = -energy_operator(outside, tension, stiffness)
+    pull = energy_operator(outside, tension, stiffness)
+    pull *= -1.0
     rhs = xp.take(xp.reshape(pull, (channels, -1)), xp.reshape(rows * width + cols, (-1,)),
                   axis=1)
     solution = backend.solve_sparse(xp.concat(triplets_r), xp.concat(triplets_c),
@@ -309,16 +386,18 @@ def fill(image: Array, missing: Array, known: Array, *, backend: Backend,
     holes = 0 < size <= DIRECT_MAX
     # with holes, the fine steps come after their exact solve: before it, the holes' large
     # residual would take the steps' size from the scattered gaps
+    workspace: Workspace = {}
     solved = solve(values, known, tension=tension, stiffness=stiffness,
                    fine_iterations=0 if holes else fine_iterations,
-                   coarse_iterations=coarse_iterations)
+                   coarse_iterations=coarse_iterations, workspace=workspace)
     if holes:
         # stiffness shapes the small gaps; inside a hole the 13-point biharmonic stencil
         # factorises much faster than the 25-point triharmonic one
         solved = solve_direct(backend, solved, direct, tension=tension, stiffness=0.0)
         unknown = xp.astype(~known, values.dtype)[None, :, :]
         solved = conjugate_gradients(solved, unknown, tension=tension, stiffness=stiffness,
-                                     iterations=fine_iterations)
+                                     iterations=fine_iterations, workspace=workspace,
+                                     overwrite=True)
     solved = xp.permute_dims(solved, (1, 2, 0))
     return xp.where(missing[:, :, None], clip(solved, 0.0, 255.0), image)
 
@@ -417,12 +496,13 @@ def choose_energy(image: Array, missing: Array, known: Array, *, backend: Backen
     groups = (xp.astype(hidden & ~deep, xp.float32)[None, :, :],
               xp.astype(deep, xp.float32)[None, :, :])
     errors: dict[tuple[float, float], tuple[float, ...]] = {}
+    workspace: Workspace = {}  # the windows share a shape: their solves share work arrays
     # the stiffness, on the scattered hidden pixels (the holes left to the coarse steps)
     base = {}
     for s in STIFFNESSES:
         base[s] = solve(values, remaining, tension=0.0, stiffness=s,
                         fine_iterations=SCORE_FINE_ITERATIONS,
-                        coarse_iterations=SCORE_COARSE_ITERATIONS)
+                        coarse_iterations=SCORE_COARSE_ITERATIONS, workspace=workspace)
         errors[(0.0, s)] = squared_errors(base[s], values, groups)
     stiffness = min(STIFFNESSES, key=lambda s: (errors[(0.0, s)][0], s))
     tension = 0.0
@@ -435,7 +515,8 @@ def choose_energy(image: Array, missing: Array, known: Array, *, backend: Backen
                 if count < 2 or not bool(xp.any(deep)):
                     continue
                 # the scattered pixels around the hidden holes need only be close
-                start = solve(values, remaining, tension=0.0, stiffness=stiffness)
+                start = solve(values, remaining, tension=0.0, stiffness=stiffness,
+                              workspace=workspace)
             else:
                 start = base[stiffness]
             window_groups = (xp.astype(hidden & ~deep, xp.float32)[None, :, :],

@@ -84,7 +84,9 @@ def test_smooth_beats_the_neighbour_mean_on_a_smooth_image():
     assert smooth < 0.5 * knn and smooth < linear
 
 
-def test_smooth_fills_only_missing_pixels(any_backend):
+@pytest.mark.parametrize("reuse_min", [1 << 40, 1], ids=["fresh arrays", "kept arrays"])
+def test_smooth_fills_only_missing_pixels(any_backend, monkeypatch, reuse_min):
+    monkeypatch.setattr(inpaint_smooth, "REUSE_MIN", reuse_min)
     image = gradient_image(30, 36)
     missing = random_mask(image.shape[:2], 0.3, holes=[(8, 10, 9)])
     out = any_backend.to_host(inpaint(any_backend.to_device(image),
@@ -184,3 +186,19 @@ def test_holes_too_large_to_factorise_are_left_to_the_iterations(monkeypatch):
     assert not calls
     np.testing.assert_array_equal(iterative[~missing], image[~missing])
     assert np.abs(iterative - exact)[missing].mean() < 2.0  # close, not exact
+
+
+@pytest.mark.parametrize("energy", [(0.0, 0.0), (0.3, 0.3)])
+def test_steps_in_kept_work_arrays_match_steps_in_fresh_ones(monkeypatch, energy):
+    """The conjugate-gradient steps give the same fill whether their arrays are kept in a
+    workspace (large images) or made afresh (small ones)."""
+    image = smooth_image(40, 44)
+    missing = random_mask(image.shape[:2], 0.3, seed=3, holes=((8, 10, 12),))
+    tension, stiffness = energy
+    fills = []
+    for reuse_min in (1 << 40, 1):
+        monkeypatch.setattr(inpaint_smooth, "REUSE_MIN", reuse_min)
+        fills.append(fill(image.astype(np.float32), missing, ~missing, backend=CpuBackend(),
+                          tension=tension, stiffness=stiffness))
+    assert np.abs(fills[0][missing] - image[missing]).mean() > 0.01  # something was filled
+    np.testing.assert_allclose(fills[1], fills[0], atol=1e-3)
