@@ -22,4 +22,4 @@ def make_executor(config: JobConfig, *, stop: threading.Event | None = None) -> 
     batch = config.batch
     return LocalExecutor(batch_size=batch.size, prefetch=batch.prefetch,
                          io_workers=batch.io_workers, compute_workers=batch.compute_workers,
-                         read_ahead_bytes=batch.read_ahead_bytes, stop=stop)
+                         read_ahead_bytes=batch.read_ahead_bytes, pool=batch.pool, stop=stop)

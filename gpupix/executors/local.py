@@ -17,6 +17,7 @@ finish (each output is whole or absent) and are reported.
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 import threading
@@ -29,6 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from gpupix.backends.base import CALL_THREADS, Backend
+from gpupix.executors.processes import (
+    PROCESS_MIN_IMAGES_PER_WORKER,
+    images_ahead,
+    run_in_processes,
+    wants_processes,
+)
 from gpupix.io import DECODE_FORMATS, DecodedImage, InputItem, decode, until_stopped, write_atomic
 from gpupix.jobs.base import ImageJob, Processed
 from gpupix.rows import IMAGE_ERRORS, ImageFacts, Row, failed_row, ok_row
@@ -88,18 +95,23 @@ class LocalExecutor:
     read_ahead_bytes : int, default=1 GiB
         Decoded bytes held from decode until compute ends; an image larger than the budget
         is admitted alone.
+    pool : {"auto", "threads", "processes"}, default="auto"
+        Where images are computed: threads here, or forked worker processes (see
+        :mod:`gpupix.executors.processes`); auto picks processes on cpu for a folder of
+        several images per worker.
     stop : threading.Event, optional
         When set, the run ends after the images being computed; see the module docstring.
     """
 
     def __init__(self, *, batch_size: int = 16, prefetch: int = 2, io_workers: int = 2,
                  compute_workers: int | None = None, read_ahead_bytes: int = 1 << 30,
-                 stop: threading.Event | None = None) -> None:
+                 pool: str = "auto", stop: threading.Event | None = None) -> None:
         self.batch_size = batch_size
         self.depth = batch_size * (prefetch + 1)
         self.io_workers = io_workers
         self.compute_workers = compute_workers
         self.read_ahead_bytes = read_ahead_bytes
+        self.pool = pool
         self.stop = stop
 
     def threads_for(self, backend: Backend) -> tuple[int, int]:
@@ -117,6 +129,12 @@ class LocalExecutor:
         """
         stop = self.stop if self.stop is not None else threading.Event()
         workers, per_call = self.threads_for(backend)
+        head, rest = images_ahead(work, PROCESS_MIN_IMAGES_PER_WORKER * workers)
+        work = itertools.chain(head, rest)
+        if wants_processes(self.pool, backend, workers, len(head)):
+            yield from run_in_processes(work, job, backend, unit=process_item, workers=workers,
+                                        per_call=per_call, depth=self.depth, stop=stop)
+            return
         readers = ThreadPoolExecutor(self.io_workers, thread_name_prefix="gpupix-read")
         computers = ThreadPoolExecutor(workers, thread_name_prefix="gpupix-compute",
                                        initializer=CALL_THREADS.set, initargs=(per_call,))
