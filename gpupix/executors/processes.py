@@ -18,7 +18,7 @@ images (the images under way finish and are written whole).
 from __future__ import annotations
 
 import multiprocessing
-import signal
+import os
 import threading
 import time
 from collections import deque
@@ -30,6 +30,7 @@ from typing import Any
 
 from gpupix.backends.base import CALL_THREADS, Backend
 from gpupix.errors import ImageError
+from gpupix.forked import become_worker, can_fork
 from gpupix.io import InputItem
 from gpupix.jobs.base import ImageJob
 from gpupix.rows import Row, failed_row
@@ -42,15 +43,10 @@ Unit = Callable[[InputItem, list[Path], ImageJob, Backend], Row]
 _worker: tuple[ImageJob, Backend, Unit] | None = None
 
 
-def can_fork() -> bool:
-    """Forked workers inherit the parent's objects; without fork (Windows, macOS default)
-    the executor uses threads."""
-    return "fork" in multiprocessing.get_all_start_methods()
-
-
-def _start_worker(job: ImageJob, backend: Backend, per_call: int, unit: Unit) -> None:
+def _start_worker(job: ImageJob, backend: Backend, per_call: int, unit: Unit,
+                  parent: int) -> None:
     global _worker
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the run stops
+    become_worker(parent)  # ignores SIGINT, ends with the parent
     CALL_THREADS.set(per_call)
     _worker = (job, backend, unit)
 
@@ -147,7 +143,7 @@ class _Pool:
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
                                    initializer=_start_worker,
                                    initargs=(self.job, self.backend, self.per_call,
-                                             self.unit))
+                                             self.unit, os.getpid()))
 
     def submit(self, item: InputItem, outputs: list[Path]) -> Future[Row]:
         return self.executor.submit(_process, item, outputs)

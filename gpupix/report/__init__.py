@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from gpupix.errors import ConfigError
+from gpupix.forked import forked_map
 from gpupix.io import write_atomic
 from gpupix.output_dir import make_dirs, regular_files, remove_file
 from gpupix.report import plots
@@ -74,7 +74,8 @@ def write_report(output_dir: str | Path, rows: list[Row], summary: dict[str, Any
         The run's ``summary.json``; None for a run that did not finish (the header then says
         so and counts from ``rows``).
     workers : int, optional
-        Threads making thumbnails (Pillow and NumPy release the GIL); default: up to 4.
+        Processes (or threads, for a few images) making the cards' pictures; default: one
+        per core, at most 4.
     """
     started = time.perf_counter()
     output_dir = Path(output_dir)
@@ -85,15 +86,9 @@ def write_report(output_dir: str | Path, rows: list[Row], summary: dict[str, Any
     for sub in ASSET_FOLDERS:  # only what a report writes: never the run's outputs
         make_dirs(assets / sub, root=output_dir)  # a link planted below is refused
     job = JobView.of(summary, rows)
-    workers = workers or min(4, os.cpu_count() or 1)
-
-    def build(index: int) -> tuple[Card, list[str]]:
-        card = build_card(index, rows[index], job=job, output_dir=output_dir)
-        card.problems += checked[index][1]
-        return card, write_pictures(card, output_dir)
-
-    with ThreadPoolExecutor(workers, thread_name_prefix="gpupix-report") as pool:
-        built = list(pool.map(build, range(len(rows))))
+    workers = workers or min(4, _usable_cores())
+    built = forked_map(_build_card, len(rows), (rows, [problems for _, problems in checked],
+                                                job, output_dir), workers=workers)
     cards = [card for card, _ in built]
     used = {src for _, written in built for src in written}
     columns, constants = split_constants(rows, numeric_columns(rows, job.hints))
@@ -129,6 +124,22 @@ def write_report(output_dir: str | Path, rows: list[Row], summary: dict[str, Any
     target = output_dir / REPORT_FILE
     write_atomic(target, page.encode("utf-8"), root=output_dir)
     return target
+
+
+def _build_card(shared: tuple[list[Row], list[list[str]], JobView, Path], index: int
+                ) -> tuple[Card, list[str]]:
+    """One card with its pictures written; what goes back is small (the pictures are files)."""
+    rows, problems, job, output_dir = shared
+    card = build_card(index, rows[index], job=job, output_dir=output_dir)
+    card.problems += problems[index]
+    return card, write_pictures(card, output_dir)
+
+
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _remove_stale(output_dir: Path, used: set[str | None]) -> None:
