@@ -67,6 +67,7 @@ def test_outputs_and_metrics_do_not_depend_on_runs_or_batching(tmp_path):
                                   "compute_workers": 3},
         "small-byte-budget": {"size": 16, "prefetch": 2, "io_workers": 2,
                               "compute_workers": 2, "read_ahead_bytes": 1 << 20},
+        "worker-processes": {"compute_workers": 2, "pool": "processes"},
     }
     for name, batch in variants.items():
         files, rows, summary = run_with(tmp_path, name, batch)
@@ -103,7 +104,8 @@ def test_every_job_is_deterministic_across_batching(tmp_path, settings):
     for name, batch in (("a", {"size": 16, "prefetch": 2, "io_workers": 2,
                                "compute_workers": 1}),
                         ("b", {"size": 1, "prefetch": 0, "io_workers": 3,
-                               "compute_workers": 3})):
+                               "compute_workers": 3}),
+                        ("c", {"compute_workers": 2, "pool": "processes"})):
         job = tmp_path / f"{name}.yaml"
         job.write_text(yaml.safe_dump({
             "input": {"paths": ["images"]}, "output": {"dir": name}, "backend": "cpu",
@@ -120,8 +122,10 @@ def test_every_job_is_deterministic_across_batching(tmp_path, settings):
                 if key in row:
                     row[key] = str(row[key]).replace(str(out), "<out>")
         results.append((files, rows))
-    (files_a, rows_a), (files_b, rows_b) = results
-    assert files_a and sorted(files_a) == sorted(files_b)
-    for output, data in files_a.items():
-        assert files_b[output] == data, f"{output} differs"
-    assert rows_a == rows_b
+    (files_a, rows_a), *others = results
+    assert files_a
+    for files_b, rows_b in others:
+        assert sorted(files_a) == sorted(files_b)
+        for output, data in files_a.items():
+            assert files_b[output] == data, f"{output} differs"
+        assert rows_a == rows_b
