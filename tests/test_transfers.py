@@ -57,11 +57,17 @@ PIXELS = 32 * 40 * 3  # bytes of the test image
 
 
 @pytest.mark.parametrize("spec, expected", [
-    # pixels; the metric grid's reference, palette and indices (a byte a pixel, not three);
-    # palette and indices down
+    # the pixels up once (the metrics read the device copies of the image, palette and
+    # indices); palette and indices down
     (dict(job="quantize", input={"paths": ["images"]}, quantize={"k": 8},
           metrics=["psnr", "ssim"]),
-     {"upload": 4, "upload_bytes": 2 * PIXELS + 8 * 3 + PIXELS // 3, "download": 2}),
+     {"upload": 1, "upload_bytes": PIXELS, "download": 2}),
+    # k: auto as well: the search's palette and indices stay on the device for the metrics;
+    # each of its two warm-started fits draws its new entries on the host (one download of
+    # the scores, one upload of the chosen bins' indices: 229 int64 in all here)
+    (dict(job="quantize", input={"paths": ["images"]},
+          quantize={"k": "auto", "target": {"psnr": 30}}, metrics=["psnr", "delta_e"]),
+     {"upload": 3, "upload_bytes": PIXELS + 229 * 8, "download": 4}),
     # pixels and the noise draws (float32) up; the result and the noisy image down
     (dict(job="denoise", input={"paths": ["images"]},
           denoise={"method": "self", "noise": {"kind": "gaussian", "sigma": 20}},

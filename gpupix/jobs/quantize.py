@@ -53,6 +53,7 @@ from gpupix.settings import QualityTarget, Section, shown
 # regular grid of pixels (every n-th row and column), which keeps them unbiased and cheap.
 METRIC_PIXELS = 1 << 20
 PALETTE_JSON = "palette.json"
+_ON_DEVICE = "_on_device"  # an extra's key that never reaches a row: the device copies
 PALETTE_PNG = "palette.png"
 
 
@@ -328,6 +329,9 @@ class QuantizeJob(ImageJob):
                                                      extra)
         else:
             palette, alpha, indices = self._fit_rgb(rgb, visible, backend, notes, extra)
+            on_device = extra.pop(_ON_DEVICE, None)
+            return self._result(image, rgb, palette, indices, alpha, visible, backend, notes,
+                                extra, partial=partial, on_device=on_device)
         return self._result(image, rgb, palette, indices, alpha, visible, backend, notes, extra,
                             partial=partial)
 
@@ -371,7 +375,10 @@ class QuantizeJob(ImageJob):
             indices = floyd_steinberg(rgb_host, palette, strength=settings.dither_strength,
                                       mask=visible)
         else:
-            indices = backend.to_host(indices_dev).reshape(rgb_host.shape[:2])
+            indices_dev = backend.xp.reshape(indices_dev, rgb_host.shape[:2])
+            indices = backend.to_host(indices_dev)
+            if visible is None:  # the metrics read these copies: nothing goes up again
+                extra[_ON_DEVICE] = (rgb, palette_dev, indices_dev)
         return self._with_transparent_entry(palette, indices, visible)
 
     @property
@@ -469,8 +476,10 @@ class QuantizeJob(ImageJob):
     # ---------------------------------------------------------------- metrics and sizes
     def _result(self, image: DecodedImage, rgb: np.ndarray, palette: np.ndarray,
                 indices: np.ndarray, alpha: np.ndarray | None, visible: np.ndarray | None,
-                backend: Backend, notes: list[str], extra: dict[str, Any], *, partial: bool
-                ) -> Processed:
+                backend: Backend, notes: list[str], extra: dict[str, Any], *, partial: bool,
+                on_device: tuple[Any, Any, Any] | None = None) -> Processed:
+        """Metrics, sizes and the payload. ``on_device``: the image, palette and indices
+        already on the device (opaque images, not dithered), so the metrics move nothing."""
         settings = self.settings
         height, width = rgb.shape[:2]
         metrics: dict[str, Any] = {
@@ -494,12 +503,20 @@ class QuantizeJob(ImageJob):
                 result_rgb = np.where(visible[..., None], palette[indices], rgb)
         if self.config.metrics:
             step = metric_grid(rgb.shape)
-            reference_grid = backend.to_device(np.ascontiguousarray(reference_rgb[::step, ::step]))
+            reference_grid = None
+            if on_device is None:
+                reference_grid = backend.to_device(
+                    np.ascontiguousarray(reference_rgb[::step, ::step]))
             if partial or visible is not None:  # pixels that are not palette[indices]
                 values = compute_metrics(
                     self.config.metrics, reference_grid,
                     backend.to_device(np.ascontiguousarray(result_rgb[::step, ::step])),
                     backend=backend)
+            elif on_device is not None:  # from (colour, index) pairs, on the device copies
+                rgb_dev, palette_dev, indices_dev = on_device
+                values = palette_metrics(self.config.metrics, rgb_dev[::step, ::step, :],
+                                         palette_dev, indices_dev[::step, ::step],
+                                         backend=backend)
             else:  # from (colour, index) pairs: no result image but SSIM's
                 values = palette_metrics(
                     self.config.metrics, reference_grid, backend.to_device(palette),
