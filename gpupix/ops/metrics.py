@@ -206,22 +206,23 @@ def _ssim_uint8(xp: Any, a: Any, b: Any, window: int, c1: float, c2: float) -> f
 
     With n = window**2 and box sums S_a, S_b, S_aa, S_bb, S_ab, scikit-image's SSIM is
     (2 S_a S_b + n^2 c1)(2 V_ab + n(n-1) c2) / ((S_a^2 + S_b^2 + n^2 c1)(V_a + V_b + n(n-1) c2))
-    with V_ab = n S_ab - S_a S_b (and V_a, V_b likewise): every term below the last division
-    is an integer, held exactly in int32 while n^2 255^2 fits (windows up to 13), else int64.
+    with V_ab = n S_ab - S_a S_b (and V_a, V_b likewise; only V_a + V_b is needed, one box sum
+    of a^2 + b^2): every term below the last division is an integer, held exactly in int32
+    while 2 n^2 255^2 fits (windows up to 11), else int64.
     """
     n = window * window
-    dtype = xp.int32 if n * n * 255 * 255 < 2**31 else xp.int64
+    # n * box(a^2 + b^2) is the largest integer below: up to 2 n^2 255^2
+    dtype = xp.int32 if 2 * n * n * 255 * 255 < 2**31 else xp.int64
     a, b = xp.astype(a, dtype), xp.astype(b, dtype)
     sum_a, sum_b = box_sum(a, window), box_sum(b, window)
-    var_a = n * box_sum(a * a, window) - sum_a * sum_a
-    var_b = n * box_sum(b * b, window) - sum_b * sum_b
+    square_part = sum_a * sum_a + sum_b * sum_b
+    var_sum = n * box_sum(a * a + b * b, window) - square_part  # V_a + V_b in one box sum
     cov = n * box_sum(a * b, window) - sum_a * sum_b
     f64 = xp.float64
     mean_part = xp.astype(sum_a * sum_b, f64)
-    square_part = xp.astype(sum_a * sum_a + sum_b * sum_b, f64)
     scale_1, scale_2 = n * n * c1, n * (n - 1) * c2
     numerator = (2.0 * mean_part + scale_1) * (2.0 * xp.astype(cov, f64) + scale_2)
-    denominator = (square_part + scale_1) * (xp.astype(var_a + var_b, f64) + scale_2)
+    denominator = (xp.astype(square_part, f64) + scale_1) * (xp.astype(var_sum, f64) + scale_2)
     return float(xp.mean(numerator / denominator))
 
 
