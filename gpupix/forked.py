@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -23,9 +24,10 @@ _shared: tuple[Callable[[Any, int], Any], Any] | None = None
 
 
 def can_fork() -> bool:
-    """Forked workers inherit the parent's objects; without fork (Windows, macOS default)
-    callers use threads."""
-    return "fork" in multiprocessing.get_all_start_methods()
+    """Forked workers inherit the parent's objects. Linux only: Windows has no fork, and on
+    macOS a fork without exec is unsafe once system frameworks (Accelerate) have run;
+    elsewhere callers use threads."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
 def become_worker(parent: int) -> None:
