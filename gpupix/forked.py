@@ -35,6 +35,10 @@ def become_worker(parent: int) -> None:
     the parent. A worker holds the parent's files (its pipes, the output folder's lock) and
     would otherwise outlive a killed run, which waits on those pipes and that lock."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # fresh stream objects: a parent thread (the progress bar) may have held the old ones'
+    # locks at the moment of the fork, and a warning written through them would hang here
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
+    sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)
     try:
         import ctypes
 
