@@ -16,6 +16,8 @@ from gpupix.backends.base import CALL_THREADS, Array
 # Above this many dimensions a KD-tree visits most of its leaves: a BLAS distance matrix
 # (in blocks) is faster, e.g. 20x for 360 queries among 2,000 rows of 58 dimensions.
 BRUTE_FORCE_DIMS = 16
+# k=1 queries among at most this many rows (palettes) take a matrix-product search
+SMALL_FIT = 1024
 
 
 def brute_kneighbors(fit_X: Array, query_X: Array, *, k: int, block: int = 4_000_000
@@ -43,6 +45,32 @@ def brute_kneighbors(fit_X: Array, query_X: Array, *, k: int, block: int = 4_000
         indices[start:start + step] = np.take_along_axis(nearest, order, axis=1)
         distances[start:start + step] = np.sqrt(np.take_along_axis(chosen, order, axis=1))
     return distances, indices
+
+
+def nearest_row(fit_X: Array, query_X: Array, *, block: int = 1 << 18
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The nearest of a few rows (a palette) for each query, by matrix products in float64
+    blocks; ties go to the lower index. Returns ``(distances (m, 1) float32, indices (m, 1)
+    int64)``, each distance computed directly from its two rows.
+
+    For palettes of 16-256 entries and ~50k histogram colours in 3-6 dimensions this is
+    1.6-3.6x faster than building and querying a KD-tree (same answers on a 0.25 Mpx
+    photo's 46k colours), and a run that needs only palettes
+    never imports scipy.spatial (0.3-0.5 s).
+    """
+    fit = np.asarray(fit_X, dtype=np.float64)
+    queries = np.asarray(query_X, dtype=np.float64)
+    scaled = -2.0 * fit.T
+    fit_norms = np.einsum("ij,ij->i", fit, fit)
+    indices = np.empty(queries.shape[0], np.int64)
+    step = max(1, block // max(fit.shape[0], 1))
+    for start in range(0, queries.shape[0], step):
+        squared = queries[start:start + step] @ scaled
+        squared += fit_norms
+        indices[start:start + step] = np.argmin(squared, axis=1)
+    difference = queries - fit[indices]
+    distances = np.sqrt(np.einsum("ij,ij->i", difference, difference))
+    return distances.astype(np.float32)[:, None], indices[:, None]
 
 
 _LIMIT_LOCK = threading.Lock()
@@ -133,6 +161,8 @@ class CpuBackend:
 
     def kneighbors(self, fit_X: Array, query_X: Array, *, k: int) -> tuple[Array, Array]:
         threads = CALL_THREADS.get() or self.n_threads
+        if k == 1 and np.shape(fit_X)[0] <= SMALL_FIT:  # a palette: nearest entry per colour
+            return nearest_row(fit_X, query_X)
         if np.shape(fit_X)[1] > BRUTE_FORCE_DIMS:
             if threads == 1:
                 with one_native_thread():
