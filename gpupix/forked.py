@@ -23,6 +23,14 @@ PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends
 _shared: tuple[Callable[[Any, int], Any], Any] | None = None
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def can_fork() -> bool:
     """Forked workers inherit the parent's objects. Linux only: Windows has no fork, and on
     macOS a fork without exec is unsafe once system frameworks (Accelerate) have run;

@@ -87,8 +87,8 @@ class BatchConfig(Section):
     compute_workers: int | None = Field(None, ge=1, le=1024)
     # where those images are computed: threads of this process, or worker processes (each
     # reads, computes and writes its image; no shared interpreter lock between them). auto:
-    # processes on cpu for a folder of at least PROCESS_MIN_IMAGES_PER_WORKER images per
-    # worker, threads otherwise (and always on cuda: one device, one process)
+    # processes on cpu (Linux) for a folder of at least 4 images per worker, threads
+    # otherwise (and always on cuda: one device, one process)
     pool: Literal["auto", "threads", "processes"] = "auto"
     # decoded pixels (bytes) held ahead of and in the compute stage; peak memory is about
     # this budget plus one image per compute thread. An image larger than it runs alone.

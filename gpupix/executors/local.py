@@ -36,6 +36,7 @@ from gpupix.executors.processes import (
     run_in_processes,
     wants_processes,
 )
+from gpupix.forked import usable_cores
 from gpupix.io import DECODE_FORMATS, DecodedImage, InputItem, decode, until_stopped, write_atomic
 from gpupix.jobs.base import ImageJob, Processed
 from gpupix.rows import IMAGE_ERRORS, ImageFacts, Row, failed_row, ok_row
@@ -192,14 +193,6 @@ class LocalExecutor:
             readers.shutdown(wait=True, cancel_futures=True)
             computers.shutdown(wait=True, cancel_futures=True)
             writers.shutdown(wait=True, cancel_futures=not finished)
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS tells it)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def decoded_bytes(path: Path) -> int:

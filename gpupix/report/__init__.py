@@ -25,7 +25,6 @@ this report no longer uses.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 import yaml
 
 from gpupix.errors import ConfigError
-from gpupix.forked import forked_map
+from gpupix.forked import forked_map, usable_cores
 from gpupix.io import write_atomic
 from gpupix.output_dir import make_dirs, regular_files, remove_file
 from gpupix.report import plots
@@ -86,7 +85,7 @@ def write_report(output_dir: str | Path, rows: list[Row], summary: dict[str, Any
     for sub in ASSET_FOLDERS:  # only what a report writes: never the run's outputs
         make_dirs(assets / sub, root=output_dir)  # a link planted below is refused
     job = JobView.of(summary, rows)
-    workers = workers or min(4, _usable_cores())
+    workers = workers or min(4, usable_cores())
     built = forked_map(_build_card, len(rows), (rows, [problems for _, problems in checked],
                                                 job, output_dir), workers=workers)
     cards = [card for card, _ in built]
@@ -133,13 +132,6 @@ def _build_card(shared: tuple[list[Row], list[list[str]], JobView, Path], index:
     card = build_card(index, rows[index], job=job, output_dir=output_dir)
     card.problems += problems[index]
     return card, write_pictures(card, output_dir)
-
-
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _remove_stale(output_dir: Path, used: set[str | None]) -> None:
