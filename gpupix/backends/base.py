@@ -29,6 +29,10 @@ class Backend(Protocol):
     # KD-tree). cuML computes |q|^2 + |f|^2 - 2 q.f in float32, which can swap near-equal
     # neighbours: callers that need the exact order use ``gpupix.ops._knn.exact_kneighbors``.
     exact_kneighbors: bool
+    # Elements per row block of the whole-image stencil passes (smooth inpainting), or None
+    # for whole arrays. On a CPU a block's intermediates stay in cache: an image larger than
+    # the cache is twice as fast in blocks. A device runs each pass as one kernel: None.
+    stencil_block: int | None
 
     @classmethod
     def available(cls) -> bool:

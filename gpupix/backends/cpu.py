@@ -109,6 +109,7 @@ class CpuBackend:
     name = "cpu"
     xp: ModuleType = xp_numpy
     exact_kneighbors = True  # cKDTree in float64; brute force in float64 above 16 dimensions
+    stencil_block = 1 << 18  # 1 MiB of float32 per work array: a block's passes stay in cache
 
     def __init__(self, n_threads: int | None = None) -> None:
         self.n_threads = n_threads or os.cpu_count() or 1

@@ -50,6 +50,7 @@ class CudaBackend:
 
     name = "cuda"
     exact_kneighbors = False  # cuML's euclidean brute force: the expanded formula in float32
+    stencil_block = None  # one kernel per pass over the whole image
 
     def __init__(self) -> None:
         reason = self.unavailable_reason()

@@ -48,13 +48,21 @@ def exact_fill(image, missing, tension=0.0, stiffness=0.0):
     return out.reshape(image.shape)
 
 
+def cpu_backend(stencil_block):
+    backend = CpuBackend()
+    backend.stencil_block = stencil_block
+    return backend
+
+
+@pytest.mark.parametrize("stencil_block", [None, 512], ids=["whole", "row blocks"])
 @pytest.mark.parametrize("energy", [(0.0, 0.0), (0.3, 0.0), (0.03, 0.3)])
-def test_fill_converges_to_the_exact_minimiser(energy):
+def test_fill_converges_to_the_exact_minimiser(energy, stencil_block):
     image = smooth_image()
     # scattered gaps and a hole, whose interior is solved directly
     missing = random_mask(image.shape[:2], 0.3, seed=1, holes=[(12, 15, 14)])
     assert hole_interiors(~missing).any()
-    out = fill(image.astype(np.float32), missing, ~missing, backend=CpuBackend(),
+    backend = cpu_backend(stencil_block)
+    out = fill(image.astype(np.float32), missing, ~missing, backend=backend,
                tension=energy[0], stiffness=energy[1], fine_iterations=400)
     expected = np.clip(exact_fill(image, missing, *energy), 0, 255)
     np.testing.assert_allclose(out[missing], expected[missing], atol=0.05)
@@ -202,3 +210,47 @@ def test_steps_in_kept_work_arrays_match_steps_in_fresh_ones(monkeypatch, energy
                           tension=tension, stiffness=stiffness))
     assert np.abs(fills[0][missing] - image[missing]).mean() > 0.01  # something was filled
     np.testing.assert_allclose(fills[1], fills[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("stiffness", [0.0, 0.3])
+@pytest.mark.parametrize("xp_name", ["numpy", "array_api_strict"])
+def test_the_operator_in_row_blocks_equals_it_on_the_whole_image(xp_name, stiffness):
+    """Each block reaches past its rows by the operator's reach: its rows, borders included,
+    come out as from the whole image (the order of the arithmetic per element is the same)."""
+    xp = pytest.importorskip(xp_name)
+    rng = np.random.default_rng(7)
+    host = rng.random((3, 37, 29)).astype(np.float32) * 255
+    mask = (rng.random((1, 37, 29)) < 0.4).astype(np.float32)
+    u, unknown = xp.asarray(host), xp.asarray(mask)
+    blocks = inpaint_smooth.row_blocks((3, 37, 29), 100)
+    assert blocks is not None and len(blocks) == 5  # 8 rows each, the last 5
+    whole = np.asarray(inpaint_smooth.energy_operator(u, 0.03, stiffness))
+    out = xp.zeros_like(u)
+    inpaint_smooth.blocked_energy_operator(u, out, blocks, tension=0.03, stiffness=stiffness,
+                                           workspace={})
+    np.testing.assert_array_equal(np.asarray(out), whole)
+    inner = inpaint_smooth.blocked_energy_operator(u, out, blocks, tension=0.03,
+                                                   stiffness=stiffness, workspace={},
+                                                   mask=unknown)
+    np.testing.assert_array_equal(np.asarray(out), whole * mask)
+    expected = (host.astype(np.float64) * whole * mask).sum(axis=(1, 2))
+    np.testing.assert_allclose(np.asarray(inner)[:, 0, 0], expected, rtol=1e-5)
+
+
+def test_row_blocks_only_where_the_image_outgrows_eight_blocks():
+    assert inpaint_smooth.row_blocks((3, 512, 512), 1 << 18) is None  # 0.75 M elements
+    blocks = inpaint_smooth.row_blocks((3, 2048, 2048), 1 << 18)
+    assert blocks[0] == (0, 42) and blocks[-1][1] == 2048 and len(blocks) == 49
+    assert inpaint_smooth.row_blocks((3, 2048, 2048), None) is None
+
+
+@pytest.mark.parametrize("energy", [(0.0, 0.0), (0.03, 0.3)])
+def test_steps_in_row_blocks_match_whole_image_steps(energy):
+    """The two-sweep blocked steps (direction update lagging ahead of the operator) are
+    the whole-array steps reordered: the same fill up to rounding."""
+    image = smooth_image(64, 44)
+    missing = random_mask(image.shape[:2], 0.3, seed=5, holes=((20, 10, 12),))
+    fills = [fill(image.astype(np.float32), missing, ~missing, backend=cpu_backend(block),
+                  tension=energy[0], stiffness=energy[1]) for block in (None, 300)]
+    assert np.abs(fills[0][missing] - image[missing]).mean() > 0.01  # something was filled
+    np.testing.assert_allclose(fills[1], fills[0], atol=2e-3)
