@@ -435,6 +435,14 @@ def solve_direct(backend: Backend, u: Array, direct: Array, *, tension: float,
     every channel. The matrix rows are the energy's stencil, built from paths of the
     Laplacian (-tension L + L^2 - stiffness L^3), so borders are treated as the iterative
     solver treats them."""
+    [solved] = solve_direct_each(backend, u, direct, [(tension, stiffness)])
+    return solved
+
+
+def solve_direct_each(backend: Backend, u: Array, direct: Array,
+                      energies: list[tuple[float, float]]) -> list[Array]:
+    """:func:`solve_direct` for each (tension, stiffness) in ``energies``: the stencil's
+    paths and matrix entries are found once, and only their weights change."""
     xp = array_namespace(u)
     channels, height, width = u.shape
     flat = xp.reshape(direct, (-1,))
@@ -443,32 +451,35 @@ def solve_direct(backend: Backend, u: Array, direct: Array, *, tension: float,
     rows, cols = xp.nonzero(direct)
     n = int(rows.shape[0])
     if n == 0:
-        return u
-    coefficients = [(1, -tension), (2, 1.0), (3, -stiffness)]
-    paths = _paths(xp, rows, cols, (height, width), 3 if stiffness else 2)
-    triplets_r, triplets_c, triplets_v = [], [], []
+        return [u for _ in energies]
+    power = 3 if any(stiffness for _, stiffness in energies) else 2
     own = xp.arange(n, dtype=xp.int64, device=device(rows))
-    for power, coefficient in coefficients:
-        if not coefficient or power > len(paths):
-            continue
-        ty, tx, weight = paths[power - 1]
+    entries = []  # per power of L: (row, column, weight) of the matrix entries
+    for ty, tx, weight in _paths(xp, rows, cols, (height, width), power):
         target = xp.take(index, xp.reshape(ty * width + tx, (-1,)))
         keep = (target >= 0) & (xp.reshape(weight, (-1,)) != 0)
         source = xp.reshape(xp.broadcast_to(own[:, None], ty.shape), (-1,))
-        triplets_r.append(source[keep])
-        triplets_c.append(target[keep])
-        triplets_v.append(xp.reshape(weight, (-1,))[keep] * coefficient)
+        entries.append((source[keep], target[keep], xp.reshape(weight, (-1,))[keep]))
     outside = u * xp.astype(~direct, u.dtype)[None, :, :]
-    pull = energy_operator(outside, tension, stiffness)
-    pull *= -1.0
-    rhs = xp.take(xp.reshape(pull, (channels, -1)), xp.reshape(rows * width + cols, (-1,)),
-                  axis=1)
-    solution = backend.solve_sparse(xp.concat(triplets_r), xp.concat(triplets_c),
-                                    xp.concat(triplets_v),
-                                    xp.astype(xp.permute_dims(rhs, (1, 0)), xp.float64))
-    solution = xp.astype(xp.permute_dims(solution, (1, 0)), u.dtype)  # (C, n)
-    spread = xp.take(solution, clip(rank, min=0), axis=1)
-    return xp.where(direct[None, :, :], xp.reshape(spread, u.shape), u)
+    places = xp.reshape(rows * width + cols, (-1,))
+    spread_from = clip(rank, min=0)
+    solved = []
+    for tension, stiffness in energies:
+        coefficients = (-tension, 1.0, -stiffness)
+        used = [(entries[p], c) for p, c in enumerate(coefficients)
+                if c and p < len(entries)]
+        pull = energy_operator(outside, tension, stiffness)
+        pull *= -1.0
+        rhs = xp.take(xp.reshape(pull, (channels, -1)), places, axis=1)
+        solution = backend.solve_sparse(
+            xp.concat([found[0] for found, _ in used]),
+            xp.concat([found[1] for found, _ in used]),
+            xp.concat([found[2] * c for found, c in used]),
+            xp.astype(xp.permute_dims(rhs, (1, 0)), xp.float64))
+        solution = xp.astype(xp.permute_dims(solution, (1, 0)), u.dtype)  # (C, n)
+        spread = xp.take(solution, spread_from, axis=1)
+        solved.append(xp.where(direct[None, :, :], xp.reshape(spread, u.shape), u))
+    return solved
 
 
 def fill(image: Array, missing: Array, known: Array, *, backend: Backend,
@@ -630,8 +641,8 @@ def choose_energy(image: Array, missing: Array, known: Array, *, backend: Backen
                 start = base[stiffness]
             window_groups = (xp.astype(hidden & ~deep, xp.float32)[None, :, :],
                              xp.astype(deep, xp.float32)[None, :, :])
-            for t in TENSIONS:
-                solved = solve_direct(backend, start, direct, tension=t, stiffness=0.0)
+            each = solve_direct_each(backend, start, direct, [(t, 0.0) for t in TENSIONS])
+            for t, solved in zip(TENSIONS, each, strict=True):
                 found = squared_errors(solved, values, window_groups)
                 deep_errors[t] += found[1]
                 if not rank:
