@@ -530,8 +530,8 @@ def inpaint(image: Array, missing: Array, *, backend: Backend, k: int | None = 8
         else:
             tension, stiffness = ENERGIES[min(max(k, 1), len(ENERGIES)) - 1]
         out = fill(colours, missing, known, backend=backend, tension=tension,
-                   stiffness=stiffness)
-        return xp.astype(xp.round(clip(out, 0.0, 255.0)), image.dtype)
+                   stiffness=stiffness)  # clipped to 0..255 where filled
+        return xp.astype(xp.round(out), image.dtype)
     if method == "exemplar":
         out = exemplar_fill(colours, missing, known, backend=backend,
                             k=RERANK if k is None else k)
