@@ -79,7 +79,7 @@ def folder_throughput(set_name: str, count: int, rounds: int, tmp: Path) -> list
     pngquant = shutil.which("pngquant")
     if pngquant is None:
         print("pngquant is not installed: no folder ratios (apt-get install pngquant)")
-        return []
+        return [f"folder {set_name}: not measured (no pngquant)"]
     folder, theirs = tmp / f"{set_name}-in", tmp / f"{set_name}-pq"
     folder.mkdir()
     theirs.mkdir()
@@ -170,6 +170,9 @@ def quality(set_name: str, big: bool, tmp: Path) -> tuple[list[str], int, int]:
     from gpupix.backends import CpuBackend
     from gpupix.ops.quantize import quantize
 
+    if shutil.which("pngquant") is None:
+        print("pngquant is not installed: no quality comparison (apt-get install pngquant)")
+        return [f"quality {set_name}: not measured (no pngquant)"], 0, 0
     backend = CpuBackend()
     misses, held, total = [], 0, 0
     sizes = [("0.25Mpx", SMALL)] + ([("4Mpx", BIG)] if big else [])
