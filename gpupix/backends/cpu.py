@@ -164,6 +164,9 @@ class CpuBackend:
     def kneighbors(self, fit_X: Array, query_X: Array, *, k: int) -> tuple[Array, Array]:
         threads = CALL_THREADS.get() or self.n_threads
         if k == 1 and np.shape(fit_X)[0] <= SMALL_FIT:  # a palette: nearest entry per colour
+            if threads == 1:  # its matrix products are large enough for BLAS to thread
+                with one_native_thread():
+                    return nearest_row(fit_X, query_X)
             return nearest_row(fit_X, query_X)
         if np.shape(fit_X)[1] > BRUTE_FORCE_DIMS:
             if threads == 1:
