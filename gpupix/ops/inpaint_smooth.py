@@ -13,7 +13,8 @@ pixel scale: at a scale of h pixels, tension weighs h^2 more and stiffness h^2 l
 
 The minimiser is found by conjugate gradients on whole-image stencils (three channels at
 once, each its own system), started from the solution one pyramid level down (2x2 blocks
-averaged over their known pixels), so only a few steps are needed at full size. Inside
+averaged over their known pixels), so only a few steps are needed at full size; on a CPU
+each step runs over row blocks that stay in cache (``backend.stencil_block``). Inside
 holes (unknown pixels far from any known one) those steps converge slowly: there the
 minimiser is found exactly, by one sparse factorisation for the three channels
 (``backend.solve_sparse``), the rest held; a few more steps settle the seams.
