@@ -47,13 +47,11 @@ def _start_worker(job: ImageJob, backend: Backend, per_call: int, unit: Unit,
                   parent: int) -> None:
     global _worker
     become_worker(parent)  # ignores SIGINT, ends with the parent
+    # per_call reaches the calls that pick their own threads (a palette's nearest entries run
+    # on one BLAS thread with it). The worker's BLAS pools are not capped as a whole: a
+    # covariance X^T X over many rows is split along its rows by OpenBLAS's threads, so its
+    # rounding (and the denoise model fitted on it) would follow the pool, not the job.
     CALL_THREADS.set(per_call)
-    # BLAS and OpenMP pools of the worker's own: per_call threads for good. OpenBLAS
-    # otherwise starts a thread per core for a palette's matrix products, and two workers'
-    # pools spinning on two cores cost a third of the throughput (6.2 -> 8.3 s for 40 photos)
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=per_call)
     _worker = (job, backend, unit)
 
 

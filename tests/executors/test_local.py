@@ -289,26 +289,3 @@ def test_a_stop_leaves_worker_processes_images_whole_or_absent(tmp_path):
         with Image.open(out / name) as image:
             image.load()  # whole files only
 
-
-def test_a_worker_process_caps_its_native_thread_pools(monkeypatch):
-    """Each worker's BLAS/OpenMP pools get its share of the cores (per_call threads): two
-    workers with a pool per core each would spin four threads on two cores."""
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    from gpupix.backends.base import CALL_THREADS
-    from gpupix.executors import processes
-
-    np.ones((64, 64)) @ np.ones((64, 64))  # BLAS loaded
-    original = threadpool_info()
-    if not original:
-        pytest.skip("no native thread pool is loaded")
-    monkeypatch.setattr(processes, "become_worker", lambda parent: None)
-    calls = CALL_THREADS.get()
-    try:
-        processes._start_worker(None, None, 1, None, 0)
-        assert [pool["num_threads"] for pool in threadpool_info()] == [1] * len(original)
-    finally:
-        for pool in original:
-            threadpool_limits(limits=pool["num_threads"], user_api=pool["user_api"])
-        processes._worker = None
-        CALL_THREADS.set(calls)
