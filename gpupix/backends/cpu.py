@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from types import ModuleType
 
 import array_api_compat.numpy as xp_numpy
@@ -163,16 +163,14 @@ class CpuBackend:
 
     def kneighbors(self, fit_X: Array, query_X: Array, *, k: int) -> tuple[Array, Array]:
         threads = CALL_THREADS.get() or self.n_threads
+        # both matrix-product searches are large enough for BLAS to start its own threads
+        pinned = one_native_thread() if threads == 1 else nullcontext()
         if k == 1 and np.shape(fit_X)[0] <= SMALL_FIT:  # a palette: nearest entry per colour
-            if threads == 1:  # its matrix products are large enough for BLAS to thread
-                with one_native_thread():
-                    return nearest_row(fit_X, query_X)
-            return nearest_row(fit_X, query_X)
+            with pinned:
+                return nearest_row(fit_X, query_X)
         if np.shape(fit_X)[1] > BRUTE_FORCE_DIMS:
-            if threads == 1:
-                with one_native_thread():
-                    return brute_kneighbors(fit_X, query_X, k=k)
-            return brute_kneighbors(fit_X, query_X, k=k)
+            with pinned:
+                return brute_kneighbors(fit_X, query_X, k=k)
         from scipy.spatial import cKDTree
 
         tree = cKDTree(np.asarray(fit_X, dtype=np.float64))

@@ -146,20 +146,34 @@ def blocked_energy_operator(x: Array, out: Array, blocks: list[tuple[int, int]],
 
     Each block is extended by the operator's reach (2 rows, 3 with stiffness): its own rows
     come out exactly as from the whole image, borders included."""
-    height = x.shape[1]
-    reach = 3 if stiffness else 2
     inner_product = None
     for y0, y1 in blocks:
-        top, bottom = max(y0 - reach, 0), min(y1 + reach, height)
-        piece = x[:, top:bottom, :]
-        product = energy_operator(piece, tension, stiffness, _work(workspace, piece))
-        rows = product[:, y0 - top:y1 - top, :]
-        if mask is not None:
-            rows *= mask[:, y0:y1, :]
-            part = _dot(x[:, y0:y1, :], rows)
+        part = _operator_rows(x, out, y0, y1, tension=tension, stiffness=stiffness,
+                              workspace=workspace, mask=mask)
+        if part is not None:
             inner_product = part if inner_product is None else inner_product + part
-        out[:, y0:y1, :] = rows
     return inner_product
+
+
+def _operator_rows(x: Array, out: Array, y0: int, y1: int, *, tension: float,
+                   stiffness: float, workspace: Workspace, mask: Array | None) -> Array | None:
+    """Rows ``y0:y1`` of :func:`blocked_energy_operator`: the operator on those rows and
+    its reach around them, written into ``out``; with ``mask``, <x, out> over the rows."""
+    top, bottom = max(y0 - _reach(stiffness), 0), min(y1 + _reach(stiffness), x.shape[1])
+    piece = x[:, top:bottom, :]
+    rows = energy_operator(piece, tension, stiffness, _work(workspace, piece))
+    rows = rows[:, y0 - top:y1 - top, :]
+    part = None
+    if mask is not None:
+        rows *= mask[:, y0:y1, :]
+        part = _dot(x[:, y0:y1, :], rows)
+    out[:, y0:y1, :] = rows
+    return part
+
+
+def _reach(stiffness: float) -> int:
+    """Rows the operator reads on either side: 2 (L^2), 3 with stiffness (L^3)."""
+    return 3 if stiffness else 2
 
 
 def conjugate_gradients(u: Array, unknown: Array, *, tension: float, stiffness: float,
@@ -244,24 +258,19 @@ def _blocked_steps(u: Array, unknown: Array, residual: Array, direction: Array,
     operator, the mask, <d, A d>; (2) u, the residual and <r, r>. The same arithmetic as the
     whole-array steps; only the order of the partial sums differs."""
     height = u.shape[1]
-    reach = 3 if stiffness else 2
     ratio = None  # the direction's pending update, d = r + ratio d
     for _ in range(iterations):
         curvature, updated = None, 0
         for y0, y1 in blocks:
-            top, bottom = max(y0 - reach, 0), min(y1 + reach, height)
+            bottom = min(y1 + _reach(stiffness), height)
             if ratio is not None and updated < bottom:
                 pending = direction[:, updated:bottom, :]
                 pending *= ratio
                 pending += residual[:, updated:bottom, :]
                 updated = bottom
-            piece = direction[:, top:bottom, :]
-            product = energy_operator(piece, tension, stiffness, _work(workspace, piece))
-            rows = product[:, y0 - top:y1 - top, :]
-            rows *= unknown[:, y0:y1, :]
-            part = _dot(direction[:, y0:y1, :], rows)
+            part = _operator_rows(direction, a_direction, y0, y1, tension=tension,
+                                  stiffness=stiffness, workspace=workspace, mask=unknown)
             curvature = part if curvature is None else curvature + part
-            a_direction[:, y0:y1, :] = rows
         step = _ratio(rr, curvature)
         rr_new = None
         for y0, y1 in blocks:
